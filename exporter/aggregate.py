@@ -1,0 +1,117 @@
+"""Streaming aggregation of one poll's records into counts per label set."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from exporter.classify import Classifier
+from exporter.records import FailureRecord, PollError
+
+# (tenant, platform, error_type, retry_count label)
+LabelKey = tuple[str, str, str, str]
+# What is kept of a record: its labels, its failed_at, its scope. Message, URL and the like are
+# not kept, so memory grows with label sets, plus one small digest per identity (needed to
+# tell discovered and resolved records apart between polls).
+Entry = tuple[LabelKey, float | None, str]
+
+
+def identity_digest(identity: tuple[str, ...]) -> bytes:
+    return hashlib.blake2b("\x1f".join(identity).encode(), digest_size=12).digest()
+
+
+def retry_label(retry_count: int, cap: int) -> str:
+    return f"{cap}+" if retry_count >= cap else str(max(retry_count, 0))
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    """What one (possibly partial) poll found; immutable once built."""
+
+    entries: Mapping[bytes, Entry]
+    counts: Mapping[LabelKey, int]
+    oldest: Mapping[tuple[str, str], float]
+    newest: Mapping[tuple[str, str], float]
+    scanned: int
+    dropped: int
+
+
+class PollAggregator:
+    """Receives a source's records one at a time (the source's sink) and counts them."""
+
+    def __init__(
+        self,
+        *,
+        classifier: Classifier,
+        retry_count_cap: int,
+        max_series: int,
+        owns_tenant: Callable[[str], bool],
+        tenant: str | None = None,
+        platform: str | None = None,
+    ) -> None:
+        self._classifier = classifier
+        self._cap = retry_count_cap
+        self._max_series = max_series
+        self._owns = owns_tenant
+        self._tenant = tenant
+        self._platform = platform
+        self._entries: dict[bytes, Entry] = {}
+        self._counts: dict[LabelKey, int] = {}
+        self._interned: dict[LabelKey, LabelKey] = {}
+        self._oldest: dict[tuple[str, str], float] = {}
+        self._newest: dict[tuple[str, str], float] = {}
+        self._dropped: set[LabelKey] = set()
+        self._scanned = 0
+        self.failures: dict[str, PollError] = {}
+
+    def wants(self, tenant: str) -> bool:
+        """Whether records of this tenant belong to this exporter's shard (sources may skip work)."""
+        return self._owns(self._tenant or tenant)
+
+    def add(self, record: FailureRecord) -> None:
+        self._scanned += 1
+        tenant = self._tenant or record.tenant
+        if not self._owns(tenant):
+            return
+        key = identity_digest(record.identity)
+        if key in self._entries:
+            return
+        error_type = self._classifier.resolve(record.reported_type, record.message)
+        platform = self._platform or record.platform
+        labels = (tenant, platform, error_type, retry_label(record.retry_count, self._cap))
+        self._place(key, labels, record.failed_at, record.scope)
+
+    def fail(self, scope: str, error: PollError) -> None:
+        """One part of the poll failed; its previous records are kept (SPEC section 4)."""
+        self.failures.setdefault(scope, error)
+
+    def _place(self, key: bytes, labels: LabelKey, failed_at: float | None, scope: str) -> None:
+        labels = self._interned.setdefault(labels, labels)
+        count = self._counts.get(labels)
+        if count is None and len(self._counts) >= self._max_series:
+            self._dropped.add(labels)
+            return
+        self._counts[labels] = (count or 0) + 1
+        self._entries[key] = (labels, failed_at, scope)
+        if failed_at is not None:
+            pair = (labels[0], labels[1])
+            if failed_at < self._oldest.get(pair, float("inf")):
+                self._oldest[pair] = failed_at
+            if failed_at > self._newest.get(pair, float("-inf")):
+                self._newest[pair] = failed_at
+
+    def finish(self, previous: PollResult | None) -> PollResult:
+        """The poll's result, with the previous records of every failed scope carried over."""
+        if previous is not None and self.failures:
+            for key, (labels, failed_at, scope) in previous.entries.items():
+                if scope in self.failures and key not in self._entries:
+                    self._place(key, labels, failed_at, scope)
+        return PollResult(
+            entries=self._entries,
+            counts=self._counts,
+            oldest=self._oldest,
+            newest=self._newest,
+            scanned=self._scanned,
+            dropped=len(self._dropped),
+        )

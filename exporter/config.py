@@ -1,0 +1,207 @@
+"""The exporter's configuration: a YAML file, environment overrides, validated once and frozen."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from exporter.configtypes import ERROR_TYPE_PATTERN, Duration, Frozen
+from exporter.sources import KINDS, AnySourceConfig
+
+ENV_PREFIX = "INGESTION_EXPORTER_"
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(Exception):
+    """An invalid configuration; ``problems`` holds one line per problem, naming the field."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class Shard(Frozen):
+    index: int = Field(default=0, ge=0)
+    total: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _index_below_total(self) -> Shard:
+        if self.index >= self.total:
+            raise ValueError(f"index {self.index} must be below total {self.total}")
+        return self
+
+
+class ClassifierRule(Frozen):
+    pattern: str
+    error_type: str = Field(pattern=ERROR_TYPE_PATTERN)
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern_compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression: {exc}") from None
+        return value
+
+
+class Classifier(Frozen):
+    rules: tuple[ClassifierRule, ...] = ()
+
+
+def split_listen_address(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (IPv6 hosts in brackets) as a (host, port) pair."""
+    match = re.fullmatch(r"\[?([^\[\]]*?)\]?:(\d{1,5})", value.strip())
+    if not match or int(match.group(2)) > 65535:
+        raise ValueError(f"{value!r} is not HOST:PORT")
+    return match.group(1) or "0.0.0.0", int(match.group(2))
+
+
+class Settings(BaseSettings):
+    """Top-level configuration (SPEC section 3). The environment wins over the file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    listen_address: str = "0.0.0.0:9890"
+    poll_interval: Duration = 300.0
+    poll_timeout: Duration = 120.0
+    stale_after: Duration | None = None
+    retry_count_cap: int = Field(default=5, ge=1, le=1000)
+    max_series_per_source: int = Field(default=10000, ge=1)
+    shard: Shard = Shard()
+    classifier: Classifier = Classifier()
+    sources: tuple[AnySourceConfig, ...] = ()
+
+    @field_validator("listen_address")
+    @classmethod
+    def _listen_is_host_port(cls, value: str) -> str:
+        split_listen_address(value)
+        return value
+
+    @field_validator("sources")
+    @classmethod
+    def _names_unique(cls, sources: tuple[AnySourceConfig, ...]) -> tuple[AnySourceConfig, ...]:
+        seen: set[str] = set()
+        for source in sources:
+            if source.name in seen:
+                raise ValueError(f"duplicate source name {source.name!r}")
+            seen.add(source.name)
+        return sources
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, init_settings)
+
+    def interval_of(self, source: AnySourceConfig) -> float:
+        return source.interval or self.poll_interval
+
+    def stale_after_of(self, source: AnySourceConfig) -> float:
+        return self.stale_after or 3 * self.interval_of(source)
+
+    def enabled_sources(self) -> list[AnySourceConfig]:
+        return [s for s in self.sources if s.enabled]
+
+    def secret_values(self) -> list[str]:
+        return [v for s in self.sources for v in s.secret_values()]
+
+
+def interpolate(value: Any, env: Mapping[str, str], path: str, problems: list[str]) -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of a YAML document."""
+    if isinstance(value, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            problems.append(f"{path or '<top>'}: environment variable {name} is not set")
+            return ""
+
+        return _VARIABLE.sub(substitute, value)
+    if isinstance(value, dict):
+        return {k: interpolate(v, env, f"{path}.{k}" if path else str(k), problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+    return value
+
+
+def field_path(loc: tuple[int | str, ...]) -> str:
+    """``('sources', 2, 'rezolve', 'base_url')`` as ``sources[2].base_url``."""
+    out = ""
+    parts = list(loc)
+    for i, part in enumerate(parts):
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif i > 0 and isinstance(parts[i - 1], int) and part in KINDS and parts[0] == "sources":
+            continue  # the discriminated union's tag, not a field
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "<top>"
+
+
+def describe(error: Mapping[str, Any]) -> str:
+    loc = tuple(error["loc"])
+    kind, ctx = error["type"], error.get("ctx") or {}
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if kind == "missing":
+        message = "field required"
+    elif kind == "extra_forbidden":
+        message = "unknown key"
+    elif kind == "union_tag_invalid":
+        loc += ("kind",)
+        message = f"unknown kind {ctx.get('tag')!r} (expected one of {', '.join(KINDS)})"
+    elif kind == "union_tag_not_found":
+        loc += ("kind",)
+        message = f"field required (one of {', '.join(KINDS)})"
+    elif kind in ("missing_secret", "secret_twice"):
+        loc += (ctx["field"],)
+    return f"{field_path(loc)}: {message}"
+
+
+def load_config(path: Path, env: Mapping[str, str] | None = None) -> Settings:
+    """Read, interpolate and validate a configuration file, or raise ConfigError."""
+    env = os.environ if env is None else env
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read configuration: {exc.strerror}"]) from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{path}: invalid YAML{at}: {problem}"]) from None
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise ConfigError([f"{path}: the top level must be a mapping of settings"])
+    return build_settings(document, env)
+
+
+def build_settings(document: dict[str, Any], env: Mapping[str, str] | None = None) -> Settings:
+    problems: list[str] = []
+    data = interpolate(document, os.environ if env is None else env, "", problems)
+    if problems:
+        raise ConfigError(problems)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError([describe(e) for e in exc.errors()]) from None

@@ -1,0 +1,46 @@
+"""The normalized failure record every source produces, and the reasons a poll can fail."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    """Why a poll failed: the ``reason`` label of ``ingestion_source_poll_errors_total``."""
+
+    AUTH = "auth"
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    HTTP_ERROR = "http_error"
+    RATE_LIMITED = "rate_limited"
+    INVALID_RESPONSE = "invalid_response"
+    INTERNAL = "internal"
+
+
+class PollError(Exception):
+    """A failure of a poll or of one part of it, already mapped to its reason."""
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class FailureRecord:
+    """One file that failed, as a source reads it, before classification.
+
+    ``identity`` names the record within its source across polls (SPEC section 8);
+    ``scope`` is the unit that fails together (a tenant and platform, a job, a batch) so that a
+    partial failure can keep that unit's previous records.
+    """
+
+    tenant: str
+    platform: str
+    identity: tuple[str, ...]
+    message: str
+    reported_type: str | None = None
+    retry_count: int = 0
+    failed_at: float | None = None
+    scope: str = ""

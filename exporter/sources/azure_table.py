@@ -1,0 +1,215 @@
+"""The FailureRecords table in Azure Table Storage, read directly with azure-data-tables.
+
+One record per entity: tenant = ``PartitionKey``, identity = (``PartitionKey``, ``RowKey``).
+Only the needed columns are selected; pages are followed by continuation until none is left
+(an empty page may still carry one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from typing import Any, Literal
+
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    DecodeError,
+    HttpResponseError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceRequestTimeoutError,
+    ServiceResponseError,
+    ServiceResponseTimeoutError,
+)
+from azure.data.tables import TableClient
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from exporter.configtypes import Frozen, SecretFile, SourceConfig, check_http_url
+from exporter.records import FailureRecord, PollError, Reason
+from exporter.sources.base import RecordSink, Source, parse_timestamp
+from exporter.sources.rezolve import PLATFORMS
+
+DEFAULT_CONTENT_TYPES = {
+    f"{platform}_{kind}": platform for platform in PLATFORMS for kind in ("article", "attachment")
+}
+# Azure allows at most 15 comparisons in one $filter.
+FILTER_COMPARISONS = 15
+
+
+class TableColumns(Frozen):
+    """Names of the entity properties the exporter reads."""
+
+    platform_type: str = "platform_type"
+    content_type: str = "content_type"
+    error_type: str = "error_type"
+    error_message: str = "error_message"
+    failed_at: str = "failed_at"
+    retry_count: str = "retry_count"
+
+
+class AzureTableConfig(SourceConfig):
+    secret_fields = ("connection_string",)
+
+    kind: Literal["azure_table"]
+    connection_string: SecretStr | None = None
+    connection_string_file: SecretFile = None
+    account_url: str | None = None
+    table_name: str = Field(default="FailureRecords", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$")
+    tenants: tuple[str, ...] = ()
+    columns: TableColumns = TableColumns()
+    content_types: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_CONTENT_TYPES))
+    page_size: int = Field(default=1000, ge=1, le=1000)
+
+    @field_validator("account_url")
+    @classmethod
+    def _account_url_is_http(cls, value: str | None) -> str | None:
+        return None if value is None else check_http_url(value)
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> AzureTableConfig:
+        connection_string = self.connection_string or self.connection_string_file
+        if (connection_string is None) == (self.account_url is None):
+            raise ValueError("give connection_string (or connection_string_file) or account_url")
+        if connection_string is not None:
+            try:
+                TableClient.from_connection_string(
+                    connection_string.get_secret_value(), table_name=self.table_name
+                )
+            except ValueError:
+                raise ValueError("connection_string: not a valid storage connection string") from None
+        return self
+
+
+class AzureTableSource(Source[AzureTableConfig]):
+    def __init__(self, config: AzureTableConfig) -> None:
+        super().__init__(config)
+        columns = config.columns
+        self._select = [
+            "PartitionKey",
+            "RowKey",
+            columns.platform_type,
+            columns.content_type,
+            columns.error_type,
+            columns.error_message,
+            columns.failed_at,
+            columns.retry_count,
+        ]
+        options: dict[str, Any] = {
+            "retry_total": 2,
+            "connection_timeout": config.timeout,
+            "read_timeout": config.timeout,
+        }
+        connection_string = config.secret("connection_string")
+        if connection_string:
+            self._table = TableClient.from_connection_string(
+                connection_string, table_name=config.table_name, **options
+            )
+        else:
+            from azure.identity import DefaultAzureCredential
+
+            self._table = TableClient(
+                endpoint=str(config.account_url),
+                table_name=config.table_name,
+                credential=DefaultAzureCredential(),
+                **options,
+            )
+
+    async def aclose(self) -> None:
+        self._table.close()
+
+    async def poll(self, out: RecordSink) -> None:
+        # The SDK is synchronous: read in a worker thread, and tell it to stop if the poll
+        # is abandoned (poll_timeout) so that it does not keep reading for nobody.
+        abandoned = threading.Event()
+        try:
+            await asyncio.to_thread(self._read_all, out, abandoned)
+        finally:
+            abandoned.set()
+
+    def _read_all(self, out: RecordSink, abandoned: threading.Event) -> None:
+        try:
+            for entity in self._entities():
+                if abandoned.is_set():
+                    return
+                out.add(self._to_record(entity))
+        except AzureError as exc:
+            raise table_error(exc, self.config.table_name) from None
+
+    def _entities(self) -> Iterator[dict[str, Any]]:
+        per_page = self.config.page_size
+        tenants = self.config.tenants
+        if not tenants:
+            yield from self._table.list_entities(select=self._select, results_per_page=per_page)
+            return
+        for start in range(0, len(tenants), FILTER_COMPARISONS):
+            group = tenants[start : start + FILTER_COMPARISONS]
+            query = " or ".join(f"PartitionKey eq @p{i}" for i in range(len(group)))
+            yield from self._table.query_entities(
+                query,
+                parameters={f"p{i}": tenant for i, tenant in enumerate(group)},
+                select=self._select,
+                results_per_page=per_page,
+            )
+
+    def _to_record(self, entity: dict[str, Any]) -> FailureRecord:
+        columns = self.config.columns
+        tenant, file_id = str(entity["PartitionKey"]), str(entity["RowKey"])
+        reported = plain(entity.get(columns.error_type))
+        return FailureRecord(
+            tenant=tenant,
+            platform=self._platform_of(entity),
+            identity=(tenant, file_id),
+            reported_type=reported if isinstance(reported, str) else None,
+            message=str(plain(entity.get(columns.error_message)) or ""),
+            retry_count=as_count(plain(entity.get(columns.retry_count))),
+            failed_at=parse_timestamp(plain(entity.get(columns.failed_at))),
+        )
+
+    def _platform_of(self, entity: dict[str, Any]) -> str:
+        columns = self.config.columns
+        platform = plain(entity.get(columns.platform_type))
+        if isinstance(platform, str) and platform:
+            return platform
+        content_type = plain(entity.get(columns.content_type))
+        if isinstance(content_type, str) and content_type:
+            return self.config.content_types.get(content_type, content_type)
+        return "unknown"
+
+
+def plain(value: Any) -> Any:
+    """An entity property's value, unwrapped from EntityProperty for 64-bit and typed values."""
+    return getattr(value, "value", value)
+
+
+def as_count(value: Any) -> int:
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return max(value, 0)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return 0
+
+
+def table_error(exc: AzureError, table: str) -> PollError:
+    """One SPEC reason for every way the table service can fail."""
+    if isinstance(exc, ResourceNotFoundError):
+        return PollError(Reason.HTTP_ERROR, f"table {table!r} not found (HTTP 404)")
+    if isinstance(exc, ClientAuthenticationError):
+        return PollError(Reason.AUTH, f"table {table!r}: authentication failed")
+    if isinstance(exc, ServiceRequestTimeoutError | ServiceResponseTimeoutError):
+        return PollError(Reason.TIMEOUT, f"table {table!r}: no answer in time")
+    if isinstance(exc, DecodeError):
+        return PollError(Reason.INVALID_RESPONSE, f"table {table!r}: unreadable answer")
+    if isinstance(exc, ServiceRequestError | ServiceResponseError):
+        return PollError(Reason.CONNECTION, f"table {table!r}: {type(exc).__name__}")
+    if isinstance(exc, HttpResponseError):
+        status = exc.status_code or 0
+        if status in (401, 403):
+            return PollError(Reason.AUTH, f"table {table!r}: HTTP {status}")
+        if status == 429:
+            return PollError(Reason.RATE_LIMITED, f"table {table!r}: HTTP 429")
+        return PollError(Reason.HTTP_ERROR, f"table {table!r}: HTTP {status}")
+    return PollError(Reason.INTERNAL, f"table {table!r}: {type(exc).__name__}")

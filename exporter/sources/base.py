@@ -1,0 +1,84 @@
+"""What every source is: something that reads a platform's current failures into a sink."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any, Generic, Protocol, TypeVar
+
+from exporter.configtypes import SourceConfig
+from exporter.records import FailureRecord, PollError
+
+ConfigT = TypeVar("ConfigT", bound=SourceConfig)
+T = TypeVar("T")
+
+
+class RecordSink(Protocol):
+    """Where a poll sends its records (the aggregator)."""
+
+    def wants(self, tenant: str) -> bool: ...
+
+    def add(self, record: FailureRecord) -> None: ...
+
+    def fail(self, scope: str, error: PollError) -> None: ...
+
+
+class Source(abc.ABC, Generic[ConfigT]):
+    """One configured source. ``poll`` raises PollError when the whole poll failed."""
+
+    def __init__(self, config: ConfigT) -> None:
+        self.config = config
+
+    @abc.abstractmethod
+    async def poll(self, out: RecordSink) -> None: ...
+
+    async def aclose(self) -> None:
+        """Release connections; called once when the exporter stops."""
+
+
+async def gather_parts(out: RecordSink, parts: Iterable[tuple[str, Awaitable[T]]]) -> list[tuple[str, T]]:
+    """Run the parts of a poll concurrently; a part that fails is reported to the sink as a
+    partial failure, and if every part failed the poll as a whole fails with the first error."""
+    listed = list(parts)
+    scopes = [scope for scope, _ in listed]
+    outcomes = await asyncio.gather(*(part for _, part in listed), return_exceptions=True)
+    done: list[tuple[str, T]] = []
+    errors: list[PollError] = []
+    for scope, outcome in zip(scopes, outcomes, strict=True):
+        if isinstance(outcome, PollError):
+            out.fail(scope, outcome)
+            errors.append(outcome)
+        elif isinstance(outcome, BaseException):
+            raise outcome
+        else:
+            done.append((scope, outcome))
+    if errors and not done:
+        raise errors[0]
+    return done
+
+
+def parse_timestamp(value: Any) -> float | None:
+    """Epoch seconds from an ISO-8601 string or a datetime; None when absent or unreadable."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str) and value:
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    else:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def slug(text: str) -> str:
+    """``Microsoft Teams`` as ``microsoft_teams``."""
+    out = "".join(c.lower() if c.isalnum() else "_" for c in text.strip())
+    return "_".join(part for part in out.split("_") if part) or "unknown"
+
+
+SourceFactory = Callable[[Any], Source[Any]]

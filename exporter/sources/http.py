@@ -1,0 +1,180 @@
+"""The one HTTP client every HTTP source uses: concurrency, timeouts, retries, size limits,
+and the mapping of every failure to one SPEC reason."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from exporter import __version__
+from exporter.records import PollError, Reason
+
+# The loop time by which the current poll must end; set by the poller for each poll.
+poll_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("poll_deadline", default=None)
+
+USER_AGENT = f"ingestion-failure-exporter/{__version__}"
+
+
+class HttpStatusError(PollError):
+    """A non-2xx answer, with its status so that a source can react (log in again on 401)."""
+
+    def __init__(self, reason: Reason, detail: str, status: int) -> None:
+        super().__init__(reason, detail)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    headers: httpx.Headers
+    body: bytes
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except (ValueError, UnicodeDecodeError):
+            raise PollError(Reason.INVALID_RESPONSE, "the body is not JSON") from None
+
+
+def retry_after_seconds(value: str | None, now: float) -> float | None:
+    """``Retry-After`` as seconds to wait: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(parsedate_to_datetime(value).timestamp() - now, 0.0)
+    except (TypeError, ValueError):
+        return None
+
+
+def status_reason(status: int) -> Reason:
+    if status in (401, 403):
+        return Reason.AUTH
+    if status == 429:
+        return Reason.RATE_LIMITED
+    return Reason.HTTP_ERROR
+
+
+class HttpClient:
+    """An httpx client bound to one source's base URL and limits."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float,
+        max_concurrency: int,
+        max_response_bytes: int,
+        headers: Mapping[str, str] | None = None,
+        retries: int = 3,
+        backoff: float = 0.5,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            timeout=timeout,
+            headers={"user-agent": USER_AGENT, **(headers or {})},
+            limits=httpx.Limits(max_connections=max_concurrency),
+            transport=transport,
+        )
+        self._gate = asyncio.Semaphore(max_concurrency)
+        self._timeout = timeout
+        self._max_bytes = max_response_bytes
+        self._retries = retries
+        self._backoff = backoff
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        max_bytes: int | None = None,
+        truncate: bool = False,
+        **kwargs: Any,
+    ) -> Response:
+        """Send with retries; 2xx answers come back, every other outcome raises PollError.
+
+        Connection errors and 5xx are retried with exponential backoff, 429 after its
+        ``Retry-After``, as long as the poll's deadline allows. ``truncate`` reads at most
+        ``max_bytes`` and stops (for downloads); otherwise a larger body is an error.
+        """
+        loop = asyncio.get_running_loop()
+        what = f"{method} {httpx.URL(url).path or url}"
+        attempt = 0
+        while True:
+            try:
+                response = await self._send(method, url, max_bytes or self._max_bytes, truncate, kwargs)
+            except httpx.TimeoutException:
+                raise PollError(Reason.TIMEOUT, f"{what}: no answer within {self._timeout:g}s") from None
+            except httpx.TransportError as exc:
+                error: PollError = PollError(Reason.CONNECTION, f"{what}: {type(exc).__name__}")
+                wait = self._backoff_for(attempt)
+            else:
+                if 200 <= response.status < 300:
+                    return response
+                error = HttpStatusError(
+                    status_reason(response.status),
+                    f"{what}: HTTP {response.status}",
+                    response.status,
+                )
+                if response.status == 429:
+                    asked = retry_after_seconds(response.headers.get("retry-after"), time.time())
+                    wait = self._backoff_for(attempt) if asked is None else asked
+                elif response.status >= 500:
+                    wait = self._backoff_for(attempt)
+                else:
+                    raise error
+            if attempt >= self._retries or not _fits_budget(loop, wait):
+                raise error
+            await asyncio.sleep(wait)
+            attempt += 1
+
+    async def json(self, method: str, url: str, **kwargs: Any) -> Any:
+        return (await self.request(method, url, **kwargs)).json()
+
+    async def _send(
+        self, method: str, url: str, max_bytes: int, truncate: bool, kwargs: dict[str, Any]
+    ) -> Response:
+        async with self._gate, self._client.stream(method, url, **kwargs) as stream:
+            declared = stream.headers.get("content-length", "")
+            if not truncate and declared.isdigit() and int(declared) > max_bytes:
+                raise PollError(
+                    Reason.INVALID_RESPONSE,
+                    f"{method} {stream.url.path}: body over {max_bytes} bytes",
+                )
+            chunks, size = [], 0
+            async for chunk in stream.aiter_bytes():
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > max_bytes:
+                    if truncate:
+                        break
+                    raise PollError(
+                        Reason.INVALID_RESPONSE,
+                        f"{method} {stream.url.path}: body over {max_bytes} bytes",
+                    )
+            body = b"".join(chunks)
+            return Response(stream.status_code, stream.headers, body[:max_bytes] if truncate else body)
+
+    def _backoff_for(self, attempt: int) -> float:
+        return self._backoff * (2.0**attempt) * (0.5 + random.random() / 2)
+
+
+def _fits_budget(loop: asyncio.AbstractEventLoop, wait: float) -> bool:
+    """Whether waiting ``wait`` seconds still leaves time in the poll for another attempt."""
+    deadline = poll_deadline.get()
+    return deadline is None or loop.time() + wait < deadline

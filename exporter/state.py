@@ -1,0 +1,85 @@
+"""What the exporter knows of each source between polls: results, counters, health."""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from dataclasses import dataclass, field
+
+from exporter.aggregate import PollResult
+from exporter.records import PollError, Reason
+
+DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+
+@dataclass
+class SourceState:
+    """One source's state; only its own poller writes it, between renders."""
+
+    name: str
+    kind: str
+    interval: float
+    stale_after: float
+    result: PollResult | None = None
+    result_at: float | None = None
+    stale: bool = False
+    up: bool | None = None
+    last_poll_start: float | None = None
+    last_poll_end: float | None = None
+    last_success: float | None = None
+    last_error: PollError | None = None
+    discovered: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    resolved: Counter[tuple[str, str]] = field(default_factory=Counter)
+    errors: dict[Reason, int] = field(default_factory=lambda: dict.fromkeys(Reason, 0))
+    duration_buckets: list[int] = field(default_factory=lambda: [0] * len(DURATION_BUCKETS))
+    duration_sum: float = 0.0
+    duration_count: int = 0
+
+    @property
+    def attempted(self) -> bool:
+        return self.last_poll_end is not None
+
+    def record_result(
+        self, result: PollResult, failures: dict[str, PollError], started: float, ended: float
+    ) -> None:
+        """A poll that read at least part of the source; failures lists the parts that failed."""
+        self._count_changes(self.result, result)
+        self.result, self.result_at, self.stale = result, ended, False
+        if failures:
+            self._record_failed(next(iter(failures.values())))
+        else:
+            self.up, self.last_success, self.last_error = True, ended, None
+        self._record_duration(started, ended)
+
+    def record_failure(self, error: PollError, started: float, ended: float) -> None:
+        self._record_failed(error)
+        self._record_duration(started, ended)
+        if self.result_at is not None and ended - self.result_at > self.stale_after:
+            self.stale = True
+
+    def _record_failed(self, error: PollError) -> None:
+        self.up, self.last_error = False, error
+        self.errors[error.reason] += 1
+
+    def _record_duration(self, started: float, ended: float) -> None:
+        elapsed = max(ended - started, 0.0)
+        self.last_poll_start, self.last_poll_end = started, ended
+        index = bisect.bisect_left(DURATION_BUCKETS, elapsed)
+        if index < len(DURATION_BUCKETS):
+            self.duration_buckets[index] += 1
+        self.duration_sum += elapsed
+        self.duration_count += 1
+
+    def _count_changes(self, previous: PollResult | None, current: PollResult) -> None:
+        """Discovered and resolved records; the first result is the baseline (counts stay 0)."""
+        for tenant, platform, error_type, _ in current.counts:
+            self.discovered[(tenant, platform, error_type)] += 0
+            self.resolved[(tenant, platform)] += 0
+        if previous is None:
+            return
+        for key, (labels, _, _) in current.entries.items():
+            if key not in previous.entries:
+                self.discovered[labels[:3]] += 1
+        for key, (labels, _, _) in previous.entries.items():
+            if key not in current.entries:
+                self.resolved[(labels[0], labels[1])] += 1
