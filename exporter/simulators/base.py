@@ -27,6 +27,7 @@ class SimRequest:
     headers: dict[str, str]  # lower-case names
     body: bytes
     match: re.Match[str]
+    received: float = field(default_factory=time.monotonic)
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -61,6 +62,7 @@ class Fault:
     body: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
     times: int | None = None
+    when: Callable[[SimRequest], bool] | None = None
 
 
 Handler = Callable[[SimRequest], SimResponse]
@@ -103,10 +105,12 @@ class Simulator:
         body: bytes | str | None = None,
         headers: dict[str, str] | None = None,
         times: int | None = None,
+        when: Callable[[SimRequest], bool] | None = None,
     ) -> None:
+        """Answer matching requests (path regex and, from Python, a predicate) with a fault."""
         raw = body.encode() if isinstance(body, str) else body
         with self.lock:
-            self._faults.append(Fault(re.compile(path), status, delay, raw, headers or {}, times))
+            self._faults.append(Fault(re.compile(path), status, delay, raw, headers or {}, times, when))
 
     def clear_faults(self) -> None:
         with self.lock:
@@ -118,10 +122,14 @@ class Simulator:
         with self.lock:
             return [r for r in self.requests if compiled.search(r.path) and method in (None, r.method)]
 
-    def _fault_for(self, path: str) -> Fault | None:
+    def _fault_for(self, request: SimRequest) -> Fault | None:
         with self.lock:
             for fault in self._faults:
-                if fault.path.search(path) and fault.times != 0:
+                if (
+                    fault.path.search(request.path)
+                    and fault.times != 0
+                    and (fault.when is None or fault.when(request))
+                ):
                     if fault.times is not None:
                         fault.times -= 1
                     return fault
@@ -152,7 +160,7 @@ class Simulator:
                 request = SimRequest(method, parts.path, parse_qs(parts.query), headers, body, match)
                 with self.lock:
                     self.requests.append(request)
-                fault = self._fault_for(parts.path)
+                fault = self._fault_for(request)
                 if fault is not None:
                     time.sleep(fault.delay)
                     if fault.status is not None or fault.body is not None:

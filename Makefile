@@ -1,0 +1,52 @@
+# Everything a fresh machine needs is installed by these targets themselves.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+TOOLS := .tools
+AZURITE_VERSION := 3.37.0
+AZURITE := $(TOOLS)/node_modules/.bin/azurite-table
+SYSTEM_TOOLS := /usr/bin/promtool /usr/bin/prometheus /usr/bin/prometheus-alertmanager /usr/bin/amtool
+
+.PHONY: setup demo test lint check bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+$(AZURITE):
+	npm install --prefix $(TOOLS) --no-audit --no-fund --loglevel=error azurite@$(AZURITE_VERSION)
+
+$(SYSTEM_TOOLS):
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >/dev/null
+	# The packages start services where an init system runs; the tests start their own.
+	-pkill -x prometheus; pkill -x prometheus-alertmanager; true
+
+# Command 1 of the README: the exporter on its built-in simulators, with a table emulator.
+demo: setup $(AZURITE)
+	@$(AZURITE) --inMemoryPersistence --silent --tableHost 127.0.0.1 --tablePort 10002 \
+	    --skipApiVersionCheck --loose >/dev/null 2>&1 & azurite=$$!; \
+	trap "kill $$azurite 2>/dev/null" EXIT; \
+	for _ in $$(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/10002) 2>/dev/null && break; sleep 0.1; done; \
+	$(BIN)/ingestion-failure-exporter --demo
+
+lint: setup
+	$(BIN)/ruff check exporter tests bench
+	$(BIN)/ruff format --check exporter tests bench
+	$(BIN)/mypy exporter
+
+# Command 2 of the README: lint, types and the whole test suite against real parts.
+test: setup $(AZURITE) $(SYSTEM_TOOLS) lint
+	$(BIN)/pytest
+
+check: test
+
+bench: setup
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,154 @@
+"""Fixtures that start real servers on free loopback ports: simulators, Azurite, the CLI."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from exporter.simulators.rezolve import RezolveFile, RezolveSimulator
+
+ROOT = Path(__file__).resolve().parent.parent
+AZURITE_BIN = ROOT / ".tools" / "node_modules" / ".bin" / "azurite-table"
+# The emulator's documented, public development account (not a secret).
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+TENANT_A = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
+TENANT_B = "9b2d7c1e-0f4a-4d6b-8e3c-5a1b2c3d4e5f"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, deadline_seconds: float = 30.0, process: subprocess.Popen[Any] | None = None) -> None:
+    deadline = time.monotonic() + deadline_seconds
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {deadline_seconds}s")
+
+
+def eventually(check: Callable[[], Any], deadline_seconds: float = 20.0, every: float = 0.05) -> Any:
+    """Poll ``check`` until it returns something truthy (no fixed sleeps in tests)."""
+    deadline = time.monotonic() + deadline_seconds
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"condition not met within {deadline_seconds}s (last: {last!r})")
+
+
+@dataclass(frozen=True)
+class Azurite:
+    port: int
+
+    @property
+    def connection_string(self) -> str:
+        return (
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+            f"AccountKey={AZURITE_KEY};TableEndpoint=http://127.0.0.1:{self.port}/devstoreaccount1;"
+        )
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    """The real Azure Table emulator. Missing is a failure, never a skip."""
+    if not AZURITE_BIN.exists():
+        pytest.fail(f"Azurite is not installed at {AZURITE_BIN}: run `make test`, which installs it")
+    port = free_port()
+    process = subprocess.Popen(
+        [str(AZURITE_BIN), "--inMemoryPersistence", "--silent", "--skipApiVersionCheck", "--loose",
+         "--tableHost", "127.0.0.1", "--tablePort", str(port)],
+    )
+    try:
+        wait_for_port(port, process=process)
+        yield Azurite(port)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def rezolve() -> Iterator[RezolveSimulator]:
+    simulator = RezolveSimulator(token="test-token").start()
+    simulator.add_tenant(TENANT_A, "acme.rezolve.ai")
+    simulator.add_tenant(TENANT_B, "globex.rezolve.ai")
+    try:
+        yield simulator
+    finally:
+        simulator.stop()
+
+
+def rezolve_file(file_id: str, error_type: str, message: str, failed_at: float, retry: int) -> RezolveFile:
+    return RezolveFile(file_id, f"{file_id}.pdf", error_type, message, failed_at, retry)
+
+
+def rezolve_source(simulator: RezolveSimulator, **overrides: Any) -> dict[str, Any]:
+    source: dict[str, Any] = {
+        "name": "rezolve-test",
+        "kind": "rezolve",
+        "base_url": simulator.url,
+        "token": simulator.token,
+        "timeout": "2s",
+        "tenants": [
+            {"tenant_id": TENANT_A, "rezolve_domain": "acme.rezolve.ai", "platforms": ["sharepoint", "servicenow"]},
+        ],
+    }
+    source.update(overrides)
+    return source
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, config: dict[str, Any] | None = None, tmp_path: Path | None = None,
+            env: dict[str, str] | None = None, timeout: float = 60) -> CliResult:
+    """Run the real console program in a subprocess."""
+    argv = [sys.executable, "-m", "exporter", *args]
+    if config is not None:
+        assert tmp_path is not None
+        path = tmp_path / "config.yml"
+        path.write_text(yaml.safe_dump(config))
+        argv += ["--config", str(path)]
+    completed = subprocess.run(
+        argv, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, **(env or {})}, cwd=ROOT,
+    )
+    return CliResult(completed.returncode, completed.stdout, completed.stderr)
+
+
+def parse_exposition(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Samples of a text exposition keyed by (name, labels)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples
+
+
+def series(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str) -> dict[frozenset[tuple[str, str]], float]:
+    return {labels: value for (n, labels), value in samples.items() if n == name}

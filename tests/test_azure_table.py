@@ -1,0 +1,149 @@
+"""The azure_table source against Azurite, the real Table Storage emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import pytest
+from azure.data.tables import TableClient
+
+from exporter.config import build_settings
+from exporter.poller import Exporter
+from exporter.records import Reason
+from exporter.simulators.table import failure_entity, fresh_table
+from tests.conftest import Azurite, parse_exposition, series
+
+pytestmark = pytest.mark.azurite
+
+
+@pytest.fixture
+def table(azurite: Azurite) -> TableClient:
+    return fresh_table(azurite.connection_string, f"Failures{uuid.uuid4().hex[:12]}")
+
+
+def source(azurite: Azurite, table: TableClient, **extra: Any) -> dict[str, Any]:
+    return {"name": "table", "kind": "azure_table", "connection_string": azurite.connection_string,
+            "table_name": table.table_name, "timeout": "5s", **extra}
+
+
+def poll(document: dict[str, Any]) -> Exporter:
+    exporter = Exporter(build_settings(document, {}))
+
+    async def run() -> None:
+        try:
+            await exporter.poll_all()
+        finally:
+            await exporter.aclose()
+
+    asyncio.run(run())
+    return exporter
+
+
+def failed_files(exporter: Exporter) -> dict[frozenset[tuple[str, str]], float]:
+    return series(parse_exposition(exporter.snapshot.text.decode()), "ingestion_failed_files")
+
+
+def key(tenant: str, platform: str, error_type: str, retry: str) -> frozenset[tuple[str, str]]:
+    return frozenset({"source": "table", "tenant": tenant, "platform": platform,
+                      "error_type": error_type, "retry_count": retry}.items())
+
+
+def test_reads_every_page_of_a_large_table(azurite: Azurite, table: TableClient) -> None:
+    now = time.time()
+    operations = [
+        ("upsert", failure_entity(f"tenant-{i % 3}", f"file-{i:05d}", error_type="PARSE_ERROR",
+                                  error_message="", failed_at=now, retry_count=i % 7, platform_type="sharepoint"))
+        for i in range(2500)
+    ]
+    for tenant in range(3):
+        batch = [op for op in operations if op[1]["PartitionKey"] == f"tenant-{tenant}"]
+        for start in range(0, len(batch), 100):
+            table.submit_transaction(batch[start : start + 100])
+    exporter = poll({"sources": [source(azurite, table, page_size=1000)]})
+    state = exporter.states["table"]
+    assert state.up is True
+    assert state.result is not None and state.result.scanned == 2500
+    assert sum(failed_files(exporter).values()) == 2500
+
+
+def test_maps_columns_platforms_and_retry_counts(azurite: Azurite, table: TableClient) -> None:
+    t = 1_765_535_400.0  # 2025-12-12T10:30:00Z
+    table.upsert_entity(failure_entity("acme", "f1", error_type="FILE_TOO_LARGE", error_message="",
+                                       failed_at=t, retry_count=3, platform_type="confluence",
+                                       content_type="sharepoint_article"))
+    table.upsert_entity(failure_entity("acme", "f2", error_type="not a type", error_message="Access is denied.",
+                                       failed_at=t - 60, retry_count=7, content_type="servicenow_attachment"))
+    table.upsert_entity(failure_entity("acme", "f3", error_type="PARSE_ERROR", error_message="",
+                                       failed_at=t + 60, retry_count=0, content_type="itglue_article"))
+    entity = failure_entity("beta", "f4", error_type="TIMEOUT", error_message="", failed_at=t, retry_count=0,
+                            content_type="custom_type")
+    del entity["retry_count"]
+    table.upsert_entity(entity)
+    exporter = poll({"sources": [source(azurite, table)]})
+    assert failed_files(exporter) == {
+        key("acme", "confluence", "FILE_TOO_LARGE", "3"): 1,  # platform_type wins over content_type
+        key("acme", "servicenow", "ACCESS_DENIED", "5+"): 1,  # unusable type: classified from message
+        key("acme", "itglue", "PARSE_ERROR", "0"): 1,
+        key("beta", "custom_type", "TIMEOUT", "0"): 1,  # unmapped content type, missing retry_count
+    }
+    samples = parse_exposition(exporter.snapshot.text.decode())
+    oldest = series(samples, "ingestion_failed_files_oldest_timestamp_seconds")
+    assert oldest[frozenset({"source": "table", "tenant": "acme", "platform": "servicenow"}.items())] == t - 60
+
+
+def test_tenant_allow_list_and_custom_columns(azurite: Azurite, table: TableClient) -> None:
+    for tenant in ["a", "b", "c"]:
+        entity = failure_entity(tenant, "f", error_type="", error_message="", failed_at=time.time(), retry_count=1)
+        entity["Kind"] = "ocr job"
+        entity["Why"] = "OCR produced nothing"
+        table.upsert_entity(entity)
+    exporter = poll({"sources": [source(
+        azurite, table, tenants=["a", "c"],
+        columns={"content_type": "Kind", "error_message": "Why"},
+        content_types={"ocr job": "scanner"},
+    )]})
+    assert failed_files(exporter) == {
+        key("a", "scanner", "OCR_FAILED", "1"): 1,
+        key("c", "scanner", "OCR_FAILED", "1"): 1,
+    }
+
+
+def test_only_the_needed_columns_are_selected(azurite: Azurite, table: TableClient) -> None:
+    from exporter.sources.azure_table import AzureTableSource
+
+    config = build_settings({"sources": [source(azurite, table)]}, {}).sources[0]
+    selected = AzureTableSource(config)._select  # type: ignore[arg-type]
+    assert "file_name" not in selected and "source_url" not in selected
+    assert {"PartitionKey", "RowKey", "error_type", "failed_at", "retry_count"} <= set(selected)
+
+
+def test_a_missing_table_is_a_failed_poll(azurite: Azurite) -> None:
+    document = {"sources": [{"name": "table", "kind": "azure_table", "timeout": "5s",
+                             "connection_string": azurite.connection_string, "table_name": "NoSuchTable"}]}
+    state = poll(document).states["table"]
+    assert state.up is False and state.errors[Reason.HTTP_ERROR] == 1 and state.result is None
+
+
+def test_a_wrong_account_key_is_auth(azurite: Azurite, table: TableClient) -> None:
+    wrong = azurite.connection_string.replace("AccountKey=Eby8", "AccountKey=Xby8")
+    state = poll({"sources": [source(azurite, table, connection_string=wrong)]}).states["table"]
+    assert state.up is False and state.errors[Reason.AUTH] == 1
+
+
+def test_an_unreachable_service_is_connection(table: TableClient, azurite: Azurite) -> None:
+    from tests.conftest import free_port
+
+    elsewhere = azurite.connection_string.replace(str(azurite.port), str(free_port()))
+    state = poll({"sources": [source(azurite, table, connection_string=elsewhere)]}).states["table"]
+    assert state.up is False and state.errors[Reason.CONNECTION] == 1
+
+
+def test_a_malformed_connection_string_is_a_config_error() -> None:
+    from exporter.config import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        build_settings({"sources": [{"name": "t", "kind": "azure_table", "connection_string": "garbage"}]}, {})
+    assert caught.value.problems == ["sources[0]: connection_string: not a valid storage connection string"]
