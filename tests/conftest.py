@@ -31,7 +31,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_port(port: int, deadline_seconds: float = 30.0, process: subprocess.Popen[Any] | None = None) -> None:
+def wait_for_port(
+    port: int, deadline_seconds: float = 30.0, process: subprocess.Popen[Any] | None = None
+) -> None:
     deadline = time.monotonic() + deadline_seconds
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -75,8 +77,17 @@ def azurite() -> Iterator[Azurite]:
         pytest.fail(f"Azurite is not installed at {AZURITE_BIN}: run `make test`, which installs it")
     port = free_port()
     process = subprocess.Popen(
-        [str(AZURITE_BIN), "--inMemoryPersistence", "--silent", "--skipApiVersionCheck", "--loose",
-         "--tableHost", "127.0.0.1", "--tablePort", str(port)],
+        [
+            str(AZURITE_BIN),
+            "--inMemoryPersistence",
+            "--silent",
+            "--skipApiVersionCheck",
+            "--loose",
+            "--tableHost",
+            "127.0.0.1",
+            "--tablePort",
+            str(port),
+        ],
     )
     try:
         wait_for_port(port, process=process)
@@ -109,7 +120,11 @@ def rezolve_source(simulator: RezolveSimulator, **overrides: Any) -> dict[str, A
         "token": simulator.token,
         "timeout": "2s",
         "tenants": [
-            {"tenant_id": TENANT_A, "rezolve_domain": "acme.rezolve.ai", "platforms": ["sharepoint", "servicenow"]},
+            {
+                "tenant_id": TENANT_A,
+                "rezolve_domain": "acme.rezolve.ai",
+                "platforms": ["sharepoint", "servicenow"],
+            },
         ],
     }
     source.update(overrides)
@@ -123,8 +138,13 @@ class CliResult:
     stderr: str
 
 
-def run_cli(*args: str, config: dict[str, Any] | None = None, tmp_path: Path | None = None,
-            env: dict[str, str] | None = None, timeout: float = 60) -> CliResult:
+def run_cli(
+    *args: str,
+    config: dict[str, Any] | None = None,
+    tmp_path: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+) -> CliResult:
     """Run the real console program in a subprocess."""
     argv = [sys.executable, "-m", "exporter", *args]
     if config is not None:
@@ -133,8 +153,12 @@ def run_cli(*args: str, config: dict[str, Any] | None = None, tmp_path: Path | N
         path.write_text(yaml.safe_dump(config))
         argv += ["--config", str(path)]
     completed = subprocess.run(
-        argv, capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, **(env or {})}, cwd=ROOT,
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
     )
     return CliResult(completed.returncode, completed.stdout, completed.stderr)
 
@@ -150,5 +174,7 @@ def parse_exposition(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], 
     return samples
 
 
-def series(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str) -> dict[frozenset[tuple[str, str]], float]:
+def series(
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str
+) -> dict[frozenset[tuple[str, str]], float]:
     return {labels: value for (n, labels), value in samples.items() if n == name}

@@ -25,8 +25,14 @@ def table(azurite: Azurite) -> TableClient:
 
 
 def source(azurite: Azurite, table: TableClient, **extra: Any) -> dict[str, Any]:
-    return {"name": "table", "kind": "azure_table", "connection_string": azurite.connection_string,
-            "table_name": table.table_name, "timeout": "5s", **extra}
+    return {
+        "name": "table",
+        "kind": "azure_table",
+        "connection_string": azurite.connection_string,
+        "table_name": table.table_name,
+        "timeout": "5s",
+        **extra,
+    }
 
 
 def poll(document: dict[str, Any]) -> Exporter:
@@ -47,15 +53,32 @@ def failed_files(exporter: Exporter) -> dict[frozenset[tuple[str, str]], float]:
 
 
 def key(tenant: str, platform: str, error_type: str, retry: str) -> frozenset[tuple[str, str]]:
-    return frozenset({"source": "table", "tenant": tenant, "platform": platform,
-                      "error_type": error_type, "retry_count": retry}.items())
+    return frozenset(
+        {
+            "source": "table",
+            "tenant": tenant,
+            "platform": platform,
+            "error_type": error_type,
+            "retry_count": retry,
+        }.items()
+    )
 
 
 def test_reads_every_page_of_a_large_table(azurite: Azurite, table: TableClient) -> None:
     now = time.time()
     operations = [
-        ("upsert", failure_entity(f"tenant-{i % 3}", f"file-{i:05d}", error_type="PARSE_ERROR",
-                                  error_message="", failed_at=now, retry_count=i % 7, platform_type="sharepoint"))
+        (
+            "upsert",
+            failure_entity(
+                f"tenant-{i % 3}",
+                f"file-{i:05d}",
+                error_type="PARSE_ERROR",
+                error_message="",
+                failed_at=now,
+                retry_count=i % 7,
+                platform_type="sharepoint",
+            ),
+        )
         for i in range(2500)
     ]
     for tenant in range(3):
@@ -71,15 +94,49 @@ def test_reads_every_page_of_a_large_table(azurite: Azurite, table: TableClient)
 
 def test_maps_columns_platforms_and_retry_counts(azurite: Azurite, table: TableClient) -> None:
     t = 1_765_535_400.0  # 2025-12-12T10:30:00Z
-    table.upsert_entity(failure_entity("acme", "f1", error_type="FILE_TOO_LARGE", error_message="",
-                                       failed_at=t, retry_count=3, platform_type="confluence",
-                                       content_type="sharepoint_article"))
-    table.upsert_entity(failure_entity("acme", "f2", error_type="not a type", error_message="Access is denied.",
-                                       failed_at=t - 60, retry_count=7, content_type="servicenow_attachment"))
-    table.upsert_entity(failure_entity("acme", "f3", error_type="PARSE_ERROR", error_message="",
-                                       failed_at=t + 60, retry_count=0, content_type="itglue_article"))
-    entity = failure_entity("beta", "f4", error_type="TIMEOUT", error_message="", failed_at=t, retry_count=0,
-                            content_type="custom_type")
+    table.upsert_entity(
+        failure_entity(
+            "acme",
+            "f1",
+            error_type="FILE_TOO_LARGE",
+            error_message="",
+            failed_at=t,
+            retry_count=3,
+            platform_type="confluence",
+            content_type="sharepoint_article",
+        )
+    )
+    table.upsert_entity(
+        failure_entity(
+            "acme",
+            "f2",
+            error_type="not a type",
+            error_message="Access is denied.",
+            failed_at=t - 60,
+            retry_count=7,
+            content_type="servicenow_attachment",
+        )
+    )
+    table.upsert_entity(
+        failure_entity(
+            "acme",
+            "f3",
+            error_type="PARSE_ERROR",
+            error_message="",
+            failed_at=t + 60,
+            retry_count=0,
+            content_type="itglue_article",
+        )
+    )
+    entity = failure_entity(
+        "beta",
+        "f4",
+        error_type="TIMEOUT",
+        error_message="",
+        failed_at=t,
+        retry_count=0,
+        content_type="custom_type",
+    )
     del entity["retry_count"]
     table.upsert_entity(entity)
     exporter = poll({"sources": [source(azurite, table)]})
@@ -91,20 +148,32 @@ def test_maps_columns_platforms_and_retry_counts(azurite: Azurite, table: TableC
     }
     samples = parse_exposition(exporter.snapshot.text.decode())
     oldest = series(samples, "ingestion_failed_files_oldest_timestamp_seconds")
-    assert oldest[frozenset({"source": "table", "tenant": "acme", "platform": "servicenow"}.items())] == t - 60
+    assert (
+        oldest[frozenset({"source": "table", "tenant": "acme", "platform": "servicenow"}.items())] == t - 60
+    )
 
 
 def test_tenant_allow_list_and_custom_columns(azurite: Azurite, table: TableClient) -> None:
     for tenant in ["a", "b", "c"]:
-        entity = failure_entity(tenant, "f", error_type="", error_message="", failed_at=time.time(), retry_count=1)
+        entity = failure_entity(
+            tenant, "f", error_type="", error_message="", failed_at=time.time(), retry_count=1
+        )
         entity["Kind"] = "ocr job"
         entity["Why"] = "OCR produced nothing"
         table.upsert_entity(entity)
-    exporter = poll({"sources": [source(
-        azurite, table, tenants=["a", "c"],
-        columns={"content_type": "Kind", "error_message": "Why"},
-        content_types={"ocr job": "scanner"},
-    )]})
+    exporter = poll(
+        {
+            "sources": [
+                source(
+                    azurite,
+                    table,
+                    tenants=["a", "c"],
+                    columns={"content_type": "Kind", "error_message": "Why"},
+                    content_types={"ocr job": "scanner"},
+                )
+            ]
+        }
+    )
     assert failed_files(exporter) == {
         key("a", "scanner", "OCR_FAILED", "1"): 1,
         key("c", "scanner", "OCR_FAILED", "1"): 1,
@@ -121,8 +190,17 @@ def test_only_the_needed_columns_are_selected(azurite: Azurite, table: TableClie
 
 
 def test_a_missing_table_is_a_failed_poll(azurite: Azurite) -> None:
-    document = {"sources": [{"name": "table", "kind": "azure_table", "timeout": "5s",
-                             "connection_string": azurite.connection_string, "table_name": "NoSuchTable"}]}
+    document = {
+        "sources": [
+            {
+                "name": "table",
+                "kind": "azure_table",
+                "timeout": "5s",
+                "connection_string": azurite.connection_string,
+                "table_name": "NoSuchTable",
+            }
+        ]
+    }
     state = poll(document).states["table"]
     assert state.up is False and state.errors[Reason.HTTP_ERROR] == 1 and state.result is None
 
@@ -145,5 +223,7 @@ def test_a_malformed_connection_string_is_a_config_error() -> None:
     from exporter.config import ConfigError
 
     with pytest.raises(ConfigError) as caught:
-        build_settings({"sources": [{"name": "t", "kind": "azure_table", "connection_string": "garbage"}]}, {})
+        build_settings(
+            {"sources": [{"name": "t", "kind": "azure_table", "connection_string": "garbage"}]}, {}
+        )
     assert caught.value.problems == ["sources[0]: connection_string: not a valid storage connection string"]

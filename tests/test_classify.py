@@ -41,7 +41,10 @@ REALISTIC = [
     ("OCR_FAILED", "OCR engine returned no text for scanned page 3"),
     ("VECTOR_EMBEDDING_FAILED", "Embedding service rejected chunk 17"),
     ("VECTOR_EMBEDDING_FAILED", "failed to compute embeddings for document"),
-    ("SCHEMA_VALIDATION", "[2018-00-23T22:07:01Z] is not a valid date-time. Expected [yyyy-MM-dd'T'HH:mm:ssZ]"),
+    (
+        "SCHEMA_VALIDATION",
+        "[2018-00-23T22:07:01Z] is not a valid date-time. Expected [yyyy-MM-dd'T'HH:mm:ssZ]",
+    ),
     ("SCHEMA_VALIDATION", "Message has unknown xdm format"),
     ("SCHEMA_VALIDATION", "Record does not match the schema of dataset 5deac2"),
     ("SCHEMA_VALIDATION", "Missing required field 'identityMap'"),
@@ -70,7 +73,9 @@ def test_every_type_has_at_least_one_example() -> None:
     assert {t for t, _ in BUILT_IN_RULES} | {"UNKNOWN"} == {t for t, _ in REALISTIC}
 
 
-@pytest.mark.parametrize("message", ["A mediocre result", "the blocked queue", "docr-process", "unparseable?"])
+@pytest.mark.parametrize(
+    "message", ["A mediocre result", "the blocked queue", "docr-process", "unparseable?"]
+)
 def test_phrases_match_only_at_word_boundaries(message: str) -> None:
     assert Classifier().classify(message) == "UNKNOWN"
 

@@ -41,7 +41,9 @@ def test_defaults_follow_the_spec() -> None:
     assert settings.stale_after_of(source) == 900
 
 
-@pytest.mark.parametrize(("text", "seconds"), [(45, 45), ("30s", 30), ("5m", 300), ("1h", 3600), ("1d", 86400)])
+@pytest.mark.parametrize(
+    ("text", "seconds"), [(45, 45), ("30s", 30), ("5m", 300), ("1h", 3600), ("1d", 86400)]
+)
 def test_durations_accept_seconds_and_units(text: object, seconds: float) -> None:
     assert build_settings({"poll_interval": text}, {}).poll_interval == seconds
 
@@ -90,21 +92,50 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("document", "expected"),
     [
-        ({"sources": [{**rezolve(), "base_url": None}]}, ["sources[0].base_url: Input should be a valid string"]),
-        ({"sources": [{k: v for k, v in rezolve().items() if k != "tenants"}]}, ["sources[0].tenants: field required"]),
-        ({"sources": [{**rezolve(), "kind": "sharepoint"}]},
-         ["sources[0].kind: unknown kind 'sharepoint' (expected one of rezolve, azure_table, commvault, unstructured, aep)"]),
-        ({"sources": [rezolve("a"), rezolve("a")]}, ["sources: Value error, duplicate source name 'a'".replace("Value error, ", "")]),
-        ({"poll_interval": "5 minutes"},
-         ["poll_interval: invalid duration '5 minutes': use seconds or a number with ms, s, m, h or d (e.g. 30s, 5m)"]),
-        ({"classifier": {"rules": [{"pattern": "(unclosed", "error_type": "X"}]}},
-         ["classifier.rules[0].pattern: invalid regular expression: missing ), unterminated subpattern at position 0"]),
-        ({"classifier": {"rules": [{"pattern": "x", "error_type": "lower"}]}},
-         ["classifier.rules[0].error_type: String should match pattern '^[A-Z][A-Z0-9_]{0,63}$'"]),
+        (
+            {"sources": [{**rezolve(), "base_url": None}]},
+            ["sources[0].base_url: Input should be a valid string"],
+        ),
+        (
+            {"sources": [{k: v for k, v in rezolve().items() if k != "tenants"}]},
+            ["sources[0].tenants: field required"],
+        ),
+        (
+            {"sources": [{**rezolve(), "kind": "sharepoint"}]},
+            [
+                "sources[0].kind: unknown kind 'sharepoint' (expected one of rezolve, azure_table, commvault, unstructured, aep)"
+            ],
+        ),
+        (
+            {"sources": [rezolve("a"), rezolve("a")]},
+            ["sources: Value error, duplicate source name 'a'".replace("Value error, ", "")],
+        ),
+        (
+            {"poll_interval": "5 minutes"},
+            [
+                "poll_interval: invalid duration '5 minutes': use seconds or a number with ms, s, m, h or d (e.g. 30s, 5m)"
+            ],
+        ),
+        (
+            {"classifier": {"rules": [{"pattern": "(unclosed", "error_type": "X"}]}},
+            [
+                "classifier.rules[0].pattern: invalid regular expression: missing ), unterminated subpattern at position 0"
+            ],
+        ),
+        (
+            {"classifier": {"rules": [{"pattern": "x", "error_type": "lower"}]}},
+            ["classifier.rules[0].error_type: String should match pattern '^[A-Z][A-Z0-9_]{0,63}$'"],
+        ),
         ({"shard": {"index": 3, "total": 3}}, ["shard: index 3 must be below total 3"]),
         ({"scrape_interval": "1m"}, ["scrape_interval: unknown key"]),
-        ({"sources": [{**rezolve(), "token": None}]}, ["sources[0].token: field required: give token (or token_file)"]),
-        ({"sources": [{**rezolve(), "name": "Bad Name"}]}, ["sources[0].name: String should match pattern '^[a-z0-9][a-z0-9_-]{0,62}$'"]),
+        (
+            {"sources": [{**rezolve(), "token": None}]},
+            ["sources[0].token: field required: give token (or token_file)"],
+        ),
+        (
+            {"sources": [{**rezolve(), "name": "Bad Name"}]},
+            ["sources[0].name: String should match pattern '^[a-z0-9][a-z0-9_-]{0,62}$'"],
+        ),
     ],
 )
 def test_each_problem_is_one_line_naming_the_field(document: dict[str, Any], expected: list[str]) -> None:
@@ -125,11 +156,18 @@ def test_several_problems_are_all_reported() -> None:
 
 
 def test_check_exits_2_with_one_line_per_problem_and_no_traceback(tmp_path: Path) -> None:
-    config = {"poll_interval": "never", "sources": [{**rezolve(), "kind": "nope"}, rezolve(max_concurrency=0)]}
+    config = {
+        "poll_interval": "never",
+        "sources": [{**rezolve(), "kind": "nope"}, rezolve(max_concurrency=0)],
+    }
     result = run_cli("--check", config=config, tmp_path=tmp_path)
     assert result.code == 2
     lines = result.stderr.strip().splitlines()
-    assert [line.split(":")[0] for line in lines] == ["poll_interval", "sources[0].kind", "sources[1].max_concurrency"]
+    assert [line.split(":")[0] for line in lines] == [
+        "poll_interval",
+        "sources[0].kind",
+        "sources[1].max_concurrency",
+    ]
     assert "Traceback" not in result.stderr
 
 
@@ -151,7 +189,10 @@ def test_unreadable_yaml_is_a_one_line_error(tmp_path: Path, content: str, messa
 def test_missing_config_file_exits_2() -> None:
     result = run_cli("--check", "--config", "/nonexistent/config.yml")
     assert result.code == 2
-    assert result.stderr.strip() == "/nonexistent/config.yml: cannot read configuration: No such file or directory"
+    assert (
+        result.stderr.strip()
+        == "/nonexistent/config.yml: cannot read configuration: No such file or directory"
+    )
 
 
 def test_a_valid_configuration_checks_clean(tmp_path: Path) -> None:

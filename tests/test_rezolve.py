@@ -15,13 +15,14 @@ from exporter.config import build_settings
 from exporter.poller import Exporter
 from exporter.records import Reason
 from exporter.simulators.rezolve import RezolveSimulator
-from tests.conftest import TENANT_A, free_port, rezolve_file, rezolve_source
+from tests.conftest import TENANT_A, free_port, rezolve_file
 
 
 def poll_once(simulator_url: str, token: str, **source: Any) -> Exporter:
-    document = {"poll_timeout": source.pop("poll_timeout", "20s"), "sources": [
-        {**rezolve_source_for(simulator_url, token), **source}
-    ]}
+    document = {
+        "poll_timeout": source.pop("poll_timeout", "20s"),
+        "sources": [{**rezolve_source_for(simulator_url, token), **source}],
+    }
     exporter = Exporter(build_settings(document, {}))
 
     async def run() -> None:
@@ -36,8 +37,14 @@ def poll_once(simulator_url: str, token: str, **source: Any) -> Exporter:
 
 def rezolve_source_for(url: str, token: str) -> dict[str, Any]:
     return {
-        "name": "rezolve-test", "kind": "rezolve", "base_url": url, "token": token, "timeout": "1s",
-        "tenants": [{"tenant_id": TENANT_A, "rezolve_domain": "acme.rezolve.ai", "platforms": ["sharepoint"]}],
+        "name": "rezolve-test",
+        "kind": "rezolve",
+        "base_url": url,
+        "token": token,
+        "timeout": "1s",
+        "tenants": [
+            {"tenant_id": TENANT_A, "rezolve_domain": "acme.rezolve.ai", "platforms": ["sharepoint"]}
+        ],
     }
 
 
@@ -67,26 +74,53 @@ def test_sends_the_documented_request(rezolve: RezolveSimulator) -> None:
         ({"status": 401, "body": '{"detail": "Invalid or expired token"}'}, Reason.AUTH),
         ({"status": 403, "body": '{"detail": "Insufficient permissions"}'}, Reason.AUTH),
         ({"status": 400, "body": '{"detail": "Invalid request body"}'}, Reason.HTTP_ERROR),
-        ({"status": 422, "body": '{"detail": [{"loc": ["body"], "msg": "x", "type": "y"}]}'}, Reason.HTTP_ERROR),
+        (
+            {"status": 422, "body": '{"detail": [{"loc": ["body"], "msg": "x", "type": "y"}]}'},
+            Reason.HTTP_ERROR,
+        ),
         ({"status": 500, "body": '{"detail": "Internal Server Error"}'}, Reason.HTTP_ERROR),
         ({"status": 429, "headers": {"Retry-After": "0"}}, Reason.RATE_LIMITED),
         ({"status": 200, "body": "<html>gateway</html>"}, Reason.INVALID_RESPONSE),
-        ({"status": 200, "body": '{"success": true, "data": {"failed_files": "nope"}}'}, Reason.INVALID_RESPONSE),
-        ({"status": 200, "body": '{"success": true, "data": {"failed_files": [{"no_id": 1}]}}'}, Reason.INVALID_RESPONSE),
+        (
+            {"status": 200, "body": '{"success": true, "data": {"failed_files": "nope"}}'},
+            Reason.INVALID_RESPONSE,
+        ),
+        (
+            {"status": 200, "body": '{"success": true, "data": {"failed_files": [{"no_id": 1}]}}'},
+            Reason.INVALID_RESPONSE,
+        ),
         ({"status": 200, "body": '{"success": false, "message": "table unavailable"}'}, Reason.HTTP_ERROR),
         ({"status": 200, "body": "x" * 5_000_000}, Reason.INVALID_RESPONSE),
         ({"delay": 1.5}, Reason.TIMEOUT),
     ],
-    ids=["401", "403", "400", "422", "500", "429", "html", "bad-shape", "no-file-id", "success-false", "huge", "slow"],
+    ids=[
+        "401",
+        "403",
+        "400",
+        "422",
+        "500",
+        "429",
+        "html",
+        "bad-shape",
+        "no-file-id",
+        "success-false",
+        "huge",
+        "slow",
+    ],
 )
-def test_every_failure_maps_to_one_reason(rezolve: RezolveSimulator, fault: dict[str, Any], reason: Reason) -> None:
+def test_every_failure_maps_to_one_reason(
+    rezolve: RezolveSimulator, fault: dict[str, Any], reason: Reason
+) -> None:
     rezolve.inject(**fault)
     exporter = poll_once(rezolve.url, rezolve.token, max_response_bytes=1_000_000)
     assert outcome(exporter) == (False, {reason: 1})
 
 
 def test_the_simulator_itself_enforces_auth_and_headers(rezolve: RezolveSimulator) -> None:
-    body = {"pinecone_config": {"rezolve_domain": "acme.rezolve.ai", "tenant_id": TENANT_A}, "platform_type": "sharepoint"}
+    body = {
+        "pinecone_config": {"rezolve_domain": "acme.rezolve.ai", "tenant_id": TENANT_A},
+        "platform_type": "sharepoint",
+    }
     good = {"authorization": "Bearer test-token", "accept": "application/json", "x-tenantid": TENANT_A}
     url = f"{rezolve.url}/v2/azure/failed-files"
     assert httpx.post(url, json=body, headers=good).status_code == 200
@@ -139,14 +173,18 @@ def test_requests_within_a_source_respect_max_concurrency(rezolve: RezolveSimula
     rezolve.inject(delay=0.3)
     started = time.monotonic()
     exporter = poll_once(
-        rezolve.url, rezolve.token, max_concurrency=1,
+        rezolve.url,
+        rezolve.token,
+        max_concurrency=1,
         tenants=[{"tenant_id": TENANT_A, "rezolve_domain": "acme.rezolve.ai", "platforms": platforms}],
     )
     assert outcome(exporter) == (True, {})
     assert time.monotonic() - started >= 5 * 0.3  # one at a time: the delays add up
 
 
-def test_secrets_never_reach_sources_report_or_logs(rezolve: RezolveSimulator, caplog: pytest.LogCaptureFixture) -> None:
+def test_secrets_never_reach_sources_report_or_logs(
+    rezolve: RezolveSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
     from exporter.web import source_report
 
     rezolve.inject(status=401)

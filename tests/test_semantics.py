@@ -86,7 +86,9 @@ def test_first_poll_is_the_baseline_then_new_and_gone_records_count(rezolve: Rez
         assert series(found, "ingestion_failed_files_discovered_total") == {
             labels(tenant=TENANT_A, platform=SP, error_type="PARSE_ERROR"): 0
         }
-        assert series(found, "ingestion_failed_files_resolved_total") == {labels(tenant=TENANT_A, platform=SP): 0}
+        assert series(found, "ingestion_failed_files_resolved_total") == {
+            labels(tenant=TENANT_A, platform=SP): 0
+        }
         rezolve.remove(TENANT_A, SP, "a")
         rezolve.put(TENANT_A, SP, rezolve_file("c", "TIMEOUT", "", now, 0))
         rezolve.put(TENANT_A, SN, rezolve_file("d", "TIMEOUT", "", now, 0))
@@ -175,8 +177,10 @@ def test_label_overrides_replace_derived_tenant_and_platform(rezolve: RezolveSim
 
 def test_shards_split_tenants_with_nothing_on_two_and_nothing_lost(rezolve: RezolveSimulator) -> None:
     now = time.time()
-    tenants = [{"tenant_id": t, "rezolve_domain": d, "platforms": [SP]} for t, d in
-               [(TENANT_A, "acme.rezolve.ai"), (TENANT_B, "globex.rezolve.ai")]]
+    tenants = [
+        {"tenant_id": t, "rezolve_domain": d, "platforms": [SP]}
+        for t, d in [(TENANT_A, "acme.rezolve.ai"), (TENANT_B, "globex.rezolve.ai")]
+    ]
     for tenant in (TENANT_A, TENANT_B):
         rezolve.put(tenant, SP, rezolve_file("x", "PARSE_ERROR", "", now, 0))
     unsharded = exporter_for(rezolve, source={"tenants": tenants})
