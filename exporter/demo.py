@@ -6,16 +6,20 @@ import logging
 import random
 import socket
 import threading
-from typing import Any
+from typing import Any, Protocol
 
+from exporter.simulators import aep, commvault, rezolve, unstructured
 from exporter.simulators.base import Simulator
-from exporter.simulators.rezolve import RezolveSimulator, seed_demo
 from exporter.simulators.table import AZURITE, seed_demo_table
 
 log = logging.getLogger(__name__)
 
 DEMO_LISTEN = "127.0.0.1:9890"
 EVOLVE_EVERY_SECONDS = 10.0
+
+
+class Evolving(Protocol):
+    def evolve(self, rng: random.Random) -> None: ...
 
 
 def azurite_running(host: str = "127.0.0.1", port: int = 10002) -> bool:
@@ -33,26 +37,56 @@ class Demo:
         self._rng = random.Random(seed)
         self._stop = threading.Event()
         self.simulators: list[Simulator] = []
-        self._evolvers: list[RezolveSimulator] = []
+        self._evolving: list[Evolving] = []
 
     def start(self) -> dict[str, Any]:
         """Start everything; returns the configuration document that reads it."""
-        rezolve = RezolveSimulator().start()
-        self.simulators.append(rezolve)
-        self._evolvers.append(rezolve)
-        tenants = seed_demo(rezolve, self._rng)
+        rng = self._rng
+        rz = self._keep(rezolve.RezolveSimulator().start())
+        tenants = rezolve.seed_demo(rz, rng)
+        cv = self._keep(commvault.CommvaultSimulator().start())
+        commvault.seed_demo(cv, rng)
+        un = self._keep(unstructured.UnstructuredSimulator().start())
+        unstructured.seed_demo(un, rng)
+        ae = self._keep(aep.AepSimulator().start())
+        aep.seed_demo(ae, rng)
         sources: list[dict[str, Any]] = [
             {
                 "name": "rezolve-demo",
                 "kind": "rezolve",
-                "base_url": rezolve.url,
-                "token": rezolve.token,
+                "base_url": rz.url,
+                "token": rz.token,
                 "tenants": [{"tenant_id": t, "rezolve_domain": d} for t, d in tenants],
-            }
+            },
+            {
+                "name": "commvault-demo",
+                "kind": "commvault",
+                "base_url": cv.url,
+                "username": cv.username,
+                "password": cv.password,
+                "tenant": "acme",
+            },
+            {
+                "name": "unstructured-demo",
+                "kind": "unstructured",
+                "base_url": un.url,
+                "api_key": un.api_key,
+                "tenant": "acme",
+            },
+            {
+                "name": "aep-demo",
+                "kind": "aep",
+                "base_url": ae.url,
+                "org_id": ae.org_id,
+                "sandbox": ae.sandbox,
+                "client_id": ae.api_key,
+                "client_secret": ae.client_secret,
+                "ims_url": f"{ae.url}/ims/token/v3",
+            },
         ]
         if azurite_running():
             try:
-                seed_demo_table(AZURITE, "FailureRecords", self._rng)
+                seed_demo_table(AZURITE, "FailureRecords", rng)
                 sources.append({"name": "failure-table", "kind": "azure_table", "connection_string": AZURITE})
             except Exception as exc:  # the demo runs without the table rather than not at all
                 log.warning("Azurite is listening but could not be seeded: %s", exc)
@@ -61,9 +95,14 @@ class Demo:
         threading.Thread(target=self._evolve, name="demo-evolve", daemon=True).start()
         return {"listen_address": DEMO_LISTEN, "poll_interval": "15s", "sources": sources}
 
+    def _keep(self, simulator: Any) -> Any:
+        self.simulators.append(simulator)
+        self._evolving.append(simulator)
+        return simulator
+
     def _evolve(self) -> None:
         while not self._stop.wait(EVOLVE_EVERY_SECONDS):
-            for simulator in self._evolvers:
+            for simulator in self._evolving:
                 simulator.evolve(self._rng)
 
     def stop(self) -> None:

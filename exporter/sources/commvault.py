@@ -1,0 +1,270 @@
+"""Commvault REST web service: failed items of backup jobs that ended within the lookback.
+
+``POST /Login`` (base64 password) gives the ``Authtoken`` header, renewed by logging in once
+more on a 401; or a static ``authtoken``. Jobs come from ``GET /Job`` (paged with the ``limit``
+and ``offset`` *headers* until ``totalRecordsWithoutPaging``) or a fixed ``job_ids`` list;
+failed items from ``GET /Job/{id}/FailedItems``, as a ``failedItems`` list or as
+``failedItemsCSV`` columns and rows. An item that failed in several jobs is one record whose
+``retry_count`` is the number of other jobs it failed in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, model_validator
+
+from exporter.configtypes import Duration, HttpSourceConfig, SecretFile
+from exporter.records import FailureRecord, PollError, Reason
+from exporter.sources.base import RecordSink, Source, gather_parts, slug
+from exporter.sources.http import HttpClient, HttpStatusError
+
+REASON_COLUMNS = ("reason", "failure reason", "failurereason", "error", "error message", "message")
+TOKEN_PREFIXES = ("QSDK ", "SAML ")
+
+
+class CommvaultConfig(HttpSourceConfig):
+    secret_fields = ("password", "authtoken")
+    required_secrets = (("password", "authtoken"),)
+
+    kind: Literal["commvault"]
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: SecretFile = None
+    authtoken: SecretStr | None = None
+    authtoken_file: SecretFile = None
+    lookback: Duration = 86400.0
+    job_ids: tuple[int, ...] = ()
+    page_size: int = Field(default=100, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _login_needs_a_username(self) -> CommvaultConfig:
+        if self.authtoken is None and self.authtoken_file is None and not self.username:
+            raise ValueError("username is required to log in with a password")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    job_id: int
+    platform: str
+    client: str
+    subclient: str
+    ended: float
+    may_have_failures: bool
+
+
+@dataclass(slots=True)
+class Seen:
+    """One failed item across the jobs of the window."""
+
+    message: str
+    ended: float
+    job_id: int
+    jobs: int = 1
+
+
+def check_logical_error(body: Any, what: str) -> None:
+    """Commvault answers many failures with 200 and an error in the body."""
+    if not isinstance(body, dict):
+        raise PollError(Reason.INVALID_RESPONSE, f"{what}: the response is not a JSON object")
+    errors = body.get("errList") or (body.get("error") or {}).get("errList")
+    code = body.get("errorCode")
+    if errors or (isinstance(code, int) and code != 0):
+        first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
+        message = first.get("errLogMessage") or body.get("errorMessage") or f"errorCode {code}"
+        raise PollError(Reason.HTTP_ERROR, f"{what}: {message}")
+
+
+def job_from_summary(summary: dict[str, Any]) -> Job:
+    nested = summary.get("subclient")
+    subclient: dict[str, Any] = nested if isinstance(nested, dict) else {}
+    failed = [summary.get("totalFailedFiles"), summary.get("totalFailedFolders")]
+    counted = [n for n in failed if isinstance(n, int)]
+    status = str(summary.get("status") or "").lower()
+    return Job(
+        job_id=int(summary["jobId"]),
+        platform=slug(str(summary.get("appTypeName") or "unknown")),
+        client=str(subclient.get("clientName") or summary.get("destClientName") or ""),
+        subclient=str(subclient.get("subclientName") or summary.get("subclientName") or ""),
+        ended=float(summary.get("jobEndTime") or 0),
+        # No failure counts (not every agent fills them) or a status other than a clean
+        # "Completed": look at the job's failed items.
+        may_have_failures=sum(counted) > 0 or not counted or status != "completed",
+    )
+
+
+def failed_items(body: Any, what: str) -> list[tuple[str, str]]:
+    """(entity, reason) pairs from either documented shape of FailedItems."""
+    check_logical_error(body, what)
+    csv = body.get("failedItemsCSV")
+    if body.get("isFailedItemsCSV") or (csv is not None and "failedItems" not in body):
+        return csv_items(csv, what)
+    items = body.get("failedItems", [])
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise PollError(Reason.INVALID_RESPONSE, f"{what}: failedItems is not a list of items")
+    return [(str(i.get("entity") or i.get("path") or ""), str(i.get("failureReason") or "")) for i in items]
+
+
+def csv_items(csv: Any, what: str) -> list[tuple[str, str]]:
+    """Rows of ``failedItemsCSV``, mapped by column name (not position)."""
+    if not isinstance(csv, dict) or not isinstance(csv.get("columns"), list):
+        raise PollError(Reason.INVALID_RESPONSE, f"{what}: failedItemsCSV has no columns")
+    index = {str(name).strip().lower(): i for i, name in enumerate(csv["columns"])}
+    reason_at = next((index[c] for c in REASON_COLUMNS if c in index), None)
+
+    def cell(row: list[Any], column: str | int | None) -> str:
+        at = index.get(column) if isinstance(column, str) else column
+        return str(row[at]) if at is not None and at < len(row) and row[at] is not None else ""
+
+    items = []
+    for entry in csv.get("rows") or []:
+        row = entry.get("row") if isinstance(entry, dict) else entry
+        if not isinstance(row, list):
+            raise PollError(Reason.INVALID_RESPONSE, f"{what}: a failedItemsCSV row is not a list")
+        path, name = cell(row, "path"), cell(row, "item name")
+        entity = f"{path.rstrip(chr(92))}\\{name}" if path and name else (path or name or cell(row, "guid"))
+        items.append((entity, cell(row, reason_at)))
+    return items
+
+
+class CommvaultSource(Source[CommvaultConfig]):
+    def __init__(self, config: CommvaultConfig) -> None:
+        super().__init__(config)
+        self._http = HttpClient(
+            config.base_url,
+            timeout=config.timeout,
+            max_concurrency=config.max_concurrency,
+            max_response_bytes=config.max_response_bytes,
+            headers={"accept": "application/json"},
+        )
+        static = config.secret("authtoken")
+        self._token = static if static is None or static.startswith(TOKEN_PREFIXES) else f"QSDK {static}"
+        self._login_lock = asyncio.Lock()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    @property
+    def tenant(self) -> str:
+        return self.config.tenant or self.config.name
+
+    async def poll(self, out: RecordSink) -> None:
+        if not out.wants(self.tenant):
+            return
+        now = time.time()
+        jobs = [
+            job
+            for job in await self._jobs()
+            if job.ended > 0 and now - job.ended <= self.config.lookback and job.may_have_failures
+        ]
+        parts = [(f"job:{job.job_id}", self._items_of(job)) for job in jobs]
+        seen: dict[tuple[str, str, str, str, str], Seen] = {}
+        for _, (job, items) in await gather_parts(out, parts):
+            for entity, message in items:
+                identity = (self.tenant, job.platform, job.client, job.subclient, entity)
+                known = seen.get(identity)
+                if known is None:
+                    seen[identity] = Seen(message, job.ended, job.job_id)
+                    continue
+                known.jobs += 1
+                if job.ended > known.ended:
+                    known.message, known.ended, known.job_id = message, job.ended, job.job_id
+        for identity, item in seen.items():
+            out.add(
+                FailureRecord(
+                    tenant=self.tenant,
+                    platform=identity[1],
+                    identity=identity,
+                    message=item.message,
+                    retry_count=item.jobs - 1,
+                    failed_at=item.ended,
+                    scope=f"job:{item.job_id}",
+                )
+            )
+
+    async def _jobs(self) -> list[Job]:
+        if self.config.job_ids:
+            bodies = await asyncio.gather(*(self._get(f"/Job/{i}") for i in self.config.job_ids))
+            return [job_from_summary(s) for body in bodies for s in summaries(body, "GET /Job/{id}")]
+        jobs: list[Job] = []
+        offset = 0
+        params = {
+            "completedJobLookupTime": str(int(self.config.lookback)),
+            "jobCategory": "Finished",
+            "jobFilter": "Backup",
+        }
+        while True:
+            headers = {"limit": str(self.config.page_size), "offset": str(offset)}
+            body = await self._get("/Job", params=params, headers=headers)
+            page = summaries(body, "GET /Job")
+            jobs += [job_from_summary(s) for s in page if s.get("isVisible", True) is not False]
+            offset += len(page)
+            total = body.get("totalRecordsWithoutPaging")
+            if not page or len(page) < self.config.page_size or (isinstance(total, int) and offset >= total):
+                return jobs
+
+    async def _items_of(self, job: Job) -> tuple[Job, list[tuple[str, str]]]:
+        what = f"GET /Job/{job.job_id}/FailedItems"
+        return job, failed_items(await self._get(f"/Job/{job.job_id}/FailedItems"), what)
+
+    async def _get(self, path: str, **kwargs: Any) -> Any:
+        token = await self._authtoken()
+        headers = kwargs.pop("headers", {})
+        try:
+            response = await self._http.request(
+                "GET", path, headers={**headers, "Authtoken": token}, **kwargs
+            )
+        except HttpStatusError as exc:
+            if exc.status != 401 or self.config.password is None:
+                raise
+            # The token expired (30 minutes idle): log in once more and try again, once.
+            token = await self._authtoken(expired=token)
+            response = await self._http.request(
+                "GET", path, headers={**headers, "Authtoken": token}, **kwargs
+            )
+        body = response.json()
+        check_logical_error(body, f"GET {path}")
+        return body
+
+    async def _authtoken(self, expired: str | None = None) -> str:
+        async with self._login_lock:
+            if self._token is None or self._token == expired:
+                self._token = await self._login()
+            return self._token
+
+    async def _login(self) -> str:
+        password = self.config.secret("password") or ""
+        body = (
+            await self._http.request(
+                "POST",
+                "/Login",
+                json={
+                    "username": self.config.username,
+                    "password": base64.b64encode(password.encode()).decode(),
+                },
+            )
+        ).json()
+        token = body.get("token") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            errors = body.get("errList") if isinstance(body, dict) else None
+            first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
+            raise PollError(Reason.AUTH, f"login refused: {first.get('errLogMessage') or 'no token'}")
+        return token
+
+
+def summaries(body: Any, what: str) -> list[dict[str, Any]]:
+    jobs = body.get("jobs", []) if isinstance(body, dict) else None
+    if not isinstance(jobs, list):
+        raise PollError(Reason.INVALID_RESPONSE, f"{what}: jobs is not a list")
+    out = []
+    for job in jobs:
+        summary = job.get("jobSummary") if isinstance(job, dict) else None
+        if not isinstance(summary, dict) or not isinstance(summary.get("jobId"), int | str):
+            raise PollError(Reason.INVALID_RESPONSE, f"{what}: a job has no jobSummary.jobId")
+        out.append(summary)
+    return out
