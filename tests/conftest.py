@@ -178,3 +178,34 @@ def series(
     samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str
 ) -> dict[frozenset[tuple[str, str]], float]:
     return {labels: value for (n, labels), value in samples.items() if n == name}
+
+
+def run_polls(document: dict[str, Any], *between: Callable[[], Any]) -> Any:
+    """Build an exporter, poll every source, then for each step change the world and poll
+    again, all in one event loop (an HTTP client belongs to the loop it first ran in)."""
+    import asyncio
+
+    from exporter.config import build_settings
+    from exporter.poller import Exporter
+
+    exporter = Exporter(build_settings(document, {}))
+
+    async def run() -> None:
+        try:
+            await exporter.poll_all()
+            for step in between:
+                step()
+                await exporter.poll_all()
+        finally:
+            await exporter.aclose()
+
+    asyncio.run(run())
+    return exporter
+
+
+def failure_series(exporter: Any) -> dict[frozenset[tuple[str, str]], float]:
+    return series(parse_exposition(exporter.snapshot.text.decode()), "ingestion_failed_files")
+
+
+def series_key(**labels: str) -> frozenset[tuple[str, str]]:
+    return frozenset(labels.items())

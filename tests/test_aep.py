@@ -1,0 +1,146 @@
+"""The aep source against its simulator."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from exporter.records import Reason
+from exporter.simulators.aep import AepSimulator, SimBatch, validation_file
+from exporter.sources.aep import first_validation_message
+from tests.conftest import eventually, failure_series, run_polls, series_key
+
+BAD_DATE = "[2018-00-23T22:07:01Z] is not a valid date-time. Expected [yyyy-MM-dd'T'HH:mm:ssZ]"
+
+
+@pytest.fixture
+def aep() -> Iterator[AepSimulator]:
+    simulator = AepSimulator(api_key="cid", client_secret="csecret", org_id="ORG@AdobeOrg", sandbox="prod").start()
+    try:
+        yield simulator
+    finally:
+        simulator.stop()
+
+
+def oauth(sim: AepSimulator, **extra: Any) -> dict[str, Any]:
+    return {"sources": [{"name": "aep", "kind": "aep", "base_url": sim.url, "org_id": sim.org_id,
+                         "sandbox": sim.sandbox, "client_id": "cid", "client_secret": "csecret",
+                         "ims_url": f"{sim.url}/ims/token/v3", "timeout": "2s", **extra}]}
+
+
+def key(error_type: str, tenant: str = "prod") -> frozenset[tuple[str, str]]:
+    return series_key(source="aep", tenant=tenant, platform="aep", error_type=error_type, retry_count="0")
+
+
+def batch(sim: AepSimulator, batch_id: str, files: dict[str, bytes], *, age: float = 3600, status: str = "failed",
+          errors: list[dict[str, Any]] | None = None) -> SimBatch:
+    return sim.add_batch(SimBatch(batch_id, int((time.time() - age) * 1000), status, errors or [], files))
+
+
+def test_sends_the_four_headers_and_classifies_each_failed_file(aep: AepSimulator) -> None:
+    batch(aep, "B1", {"part-0.json": validation_file(BAD_DATE), "part-1.json": validation_file("x", json_lines=True)})
+    exporter = run_polls(oauth(aep))
+    assert exporter.states["aep"].up is True
+    assert failure_series(exporter) == {key("SCHEMA_VALIDATION"): 1, key("UNKNOWN"): 1}
+    for request in aep.calls("/data/foundation/"):
+        assert request.headers["authorization"].startswith("Bearer eyJ")
+        assert request.headers["x-api-key"] == "cid"
+        assert request.headers["x-gw-ims-org-id"] == "ORG@AdobeOrg"
+        assert request.headers["x-sandbox-name"] == "prod"
+    [token] = aep.calls("/ims/token/v3")
+    assert token.headers["content-type"] == "application/x-www-form-urlencoded"
+
+
+def test_catalog_discovery_pages_and_filters_to_failed_batches_in_the_lookback(aep: AepSimulator) -> None:
+    for i in range(5):
+        batch(aep, f"F{i}", {f"p{i}.json": validation_file(BAD_DATE)}, status="failed" if i % 2 else "failure")
+    batch(aep, "OLD", {"p.json": validation_file(BAD_DATE)}, age=3 * 86400)
+    batch(aep, "OK", {}, status="success")
+    exporter = run_polls(oauth(aep, page_size=2, lookback="1d"))
+    assert sum(failure_series(exporter).values()) == 5
+    listings = aep.calls("/catalog/batches$")
+    assert [r.arg("start") for r in listings] == ["0", "2", "4"]
+    first = listings[0]
+    assert first.arg("status") == "failed,failure" and first.arg("limit") == "2"
+    assert first.arg("properties") == "status,created,errors"
+    assert abs(int(first.arg("createdAfter") or 0) / 1000 - (time.time() - 86400)) < 60
+
+
+def test_failed_file_listing_follows_next_links_and_skips_markers(aep: AepSimulator) -> None:
+    files = {f"part-{i}.json": validation_file(BAD_DATE) for i in range(5)}
+    files["empty.json"] = b""
+    batch(aep, "B1", files)
+    exporter = run_polls(oauth(aep, page_size=2))
+    assert failure_series(exporter) == {key("SCHEMA_VALIDATION"): 5}
+    assert len(aep.calls("/export/batches/B1/failed$")) - 5 == 4  # 4 listing pages (7 entries), 5 downloads
+    assert aep.downloads("B1", "_SUCCESS") == 0 and aep.downloads("B1", "empty.json") == 0
+
+
+def test_a_file_is_downloaded_once_and_at_most_max_download_bytes(aep: AepSimulator) -> None:
+    huge = json.dumps({"_validationErrors": [{"message": BAD_DATE}]}).encode() + b"\n" + b'{"pad": "' + b"x" * 4_000_000 + b'"}'
+    batch(aep, "B1", {"huge.json": huge})
+    exporter = run_polls(oauth(aep, max_download_bytes=4096, max_response_bytes=65536), lambda: None)
+    state = exporter.states["aep"]
+    assert state.up is True and state.errors[Reason.INVALID_RESPONSE] == 0
+    assert failure_series(exporter) == {key("SCHEMA_VALIDATION"): 1}
+    assert aep.downloads("B1", "huge.json") == 1  # the second poll reused the classification
+
+
+def test_a_failed_batch_without_failed_files_counts_once_from_its_errors(aep: AepSimulator) -> None:
+    batch(aep, "B1", {}, errors=[{"code": "INGEST-1212-400", "description": "Encoding of the file is not supported (UTF-16)"}])
+    batch(aep, "B2", {}, errors=[{"code": "INGEST-1555-400"}])
+    exporter = run_polls(oauth(aep, tenant="acme"))
+    assert failure_series(exporter) == {key("UNSUPPORTED_FORMAT", "acme"): 1, key("UNKNOWN", "acme"): 1}
+
+
+def test_the_oauth_token_is_renewed_before_it_expires(aep: AepSimulator) -> None:
+    aep.token_lifetime = 1
+    batch(aep, "B1", {"p.json": validation_file(BAD_DATE)})
+    issued_at = time.monotonic()
+    exporter = run_polls(oauth(aep), lambda: eventually(lambda: time.monotonic() - issued_at > 1.0))
+    assert exporter.states["aep"].up is True
+    assert aep.tokens_issued == 2
+    assert not [r for r in aep.calls("/data/") if r.headers.get("authorization") is None]
+
+
+def test_a_revoked_token_is_replaced_once(aep: AepSimulator) -> None:
+    batch(aep, "B1", {"p.json": validation_file(BAD_DATE)})
+    exporter = run_polls(oauth(aep), aep.tokens.clear)
+    assert exporter.states["aep"].up is True and aep.tokens_issued == 2
+
+
+def test_a_static_token_and_a_wrong_one(aep: AepSimulator) -> None:
+    aep.add_static_token("static-token")
+    document = oauth(aep, access_token="static-token", api_key="cid")
+    for field in ("client_id", "client_secret", "ims_url"):
+        del document["sources"][0][field]
+    batch(aep, "B1", {"p.json": validation_file(BAD_DATE)})
+    assert run_polls(document).states["aep"].up is True
+    document["sources"][0]["access_token"] = "revoked"
+    assert run_polls(document).states["aep"].errors[Reason.AUTH] == 1
+
+
+def test_a_wrong_client_secret_is_auth(aep: AepSimulator) -> None:
+    exporter = run_polls(oauth(aep, client_secret="nope"))
+    assert exporter.states["aep"].errors[Reason.AUTH] == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (validation_file(BAD_DATE), BAD_DATE),
+        (validation_file(BAD_DATE, lines=3, json_lines=True), BAD_DATE),
+        (b'{"_errors": {"_streamingValidation": [{"message": "Payload header is missing Source Name"}]}}',
+         "Payload header is missing Source Name"),
+        (b'{"_corrupt_record": "x", "_errors": [{"code": "1401", "message": "Row is malformed"}]}', "Row is malformed"),
+        (b'{"_validationErrors": [{"message": "cut \\"short\\" here"}], "rest": "xxxxxxxx', 'cut "short" here'),
+        (b"not json at all", ""),
+    ],
+    ids=["document", "json-lines", "streaming", "row-errors", "truncated", "garbage"],
+)
+def test_first_validation_message(content: bytes, message: str) -> None:
+    assert first_validation_message(content) == message
