@@ -180,15 +180,16 @@ def series(
     return {labels: value for (n, labels), value in samples.items() if n == name}
 
 
-def run_polls(document: dict[str, Any], *between: Callable[[], Any]) -> Any:
-    """Build an exporter, poll every source, then for each step change the world and poll
-    again, all in one event loop (an HTTP client belongs to the loop it first ran in)."""
+def run_polls(target: dict[str, Any] | Any, *between: Callable[[], Any]) -> Any:
+    """Poll every source of an exporter (or of one built from a configuration document), then
+    for each step change the world and poll again, all in one event loop (an HTTP client
+    belongs to the loop it first ran in)."""
     import asyncio
 
     from exporter.config import build_settings
     from exporter.poller import Exporter
 
-    exporter = Exporter(build_settings(document, {}))
+    exporter = target if isinstance(target, Exporter) else Exporter(build_settings(target, {}))
 
     async def run() -> None:
         try:

@@ -19,7 +19,9 @@ BAD_DATE = "[2018-00-23T22:07:01Z] is not a valid date-time. Expected [yyyy-MM-d
 
 @pytest.fixture
 def aep() -> Iterator[AepSimulator]:
-    simulator = AepSimulator(api_key="cid", client_secret="csecret", org_id="ORG@AdobeOrg", sandbox="prod").start()
+    simulator = AepSimulator(
+        api_key="cid", client_secret="csecret", org_id="ORG@AdobeOrg", sandbox="prod"
+    ).start()
     try:
         yield simulator
     finally:
@@ -27,22 +29,46 @@ def aep() -> Iterator[AepSimulator]:
 
 
 def oauth(sim: AepSimulator, **extra: Any) -> dict[str, Any]:
-    return {"sources": [{"name": "aep", "kind": "aep", "base_url": sim.url, "org_id": sim.org_id,
-                         "sandbox": sim.sandbox, "client_id": "cid", "client_secret": "csecret",
-                         "ims_url": f"{sim.url}/ims/token/v3", "timeout": "2s", **extra}]}
+    return {
+        "sources": [
+            {
+                "name": "aep",
+                "kind": "aep",
+                "base_url": sim.url,
+                "org_id": sim.org_id,
+                "sandbox": sim.sandbox,
+                "client_id": "cid",
+                "client_secret": "csecret",
+                "ims_url": f"{sim.url}/ims/token/v3",
+                "timeout": "2s",
+                **extra,
+            }
+        ]
+    }
 
 
 def key(error_type: str, tenant: str = "prod") -> frozenset[tuple[str, str]]:
     return series_key(source="aep", tenant=tenant, platform="aep", error_type=error_type, retry_count="0")
 
 
-def batch(sim: AepSimulator, batch_id: str, files: dict[str, bytes], *, age: float = 3600, status: str = "failed",
-          errors: list[dict[str, Any]] | None = None) -> SimBatch:
+def batch(
+    sim: AepSimulator,
+    batch_id: str,
+    files: dict[str, bytes],
+    *,
+    age: float = 3600,
+    status: str = "failed",
+    errors: list[dict[str, Any]] | None = None,
+) -> SimBatch:
     return sim.add_batch(SimBatch(batch_id, int((time.time() - age) * 1000), status, errors or [], files))
 
 
 def test_sends_the_four_headers_and_classifies_each_failed_file(aep: AepSimulator) -> None:
-    batch(aep, "B1", {"part-0.json": validation_file(BAD_DATE), "part-1.json": validation_file("x", json_lines=True)})
+    batch(
+        aep,
+        "B1",
+        {"part-0.json": validation_file(BAD_DATE), "part-1.json": validation_file("x", json_lines=True)},
+    )
     exporter = run_polls(oauth(aep))
     assert exporter.states["aep"].up is True
     assert failure_series(exporter) == {key("SCHEMA_VALIDATION"): 1, key("UNKNOWN"): 1}
@@ -57,7 +83,9 @@ def test_sends_the_four_headers_and_classifies_each_failed_file(aep: AepSimulato
 
 def test_catalog_discovery_pages_and_filters_to_failed_batches_in_the_lookback(aep: AepSimulator) -> None:
     for i in range(5):
-        batch(aep, f"F{i}", {f"p{i}.json": validation_file(BAD_DATE)}, status="failed" if i % 2 else "failure")
+        batch(
+            aep, f"F{i}", {f"p{i}.json": validation_file(BAD_DATE)}, status="failed" if i % 2 else "failure"
+        )
     batch(aep, "OLD", {"p.json": validation_file(BAD_DATE)}, age=3 * 86400)
     batch(aep, "OK", {}, status="success")
     exporter = run_polls(oauth(aep, page_size=2, lookback="1d"))
@@ -81,7 +109,13 @@ def test_failed_file_listing_follows_next_links_and_skips_markers(aep: AepSimula
 
 
 def test_a_file_is_downloaded_once_and_at_most_max_download_bytes(aep: AepSimulator) -> None:
-    huge = json.dumps({"_validationErrors": [{"message": BAD_DATE}]}).encode() + b"\n" + b'{"pad": "' + b"x" * 4_000_000 + b'"}'
+    huge = (
+        json.dumps({"_validationErrors": [{"message": BAD_DATE}]}).encode()
+        + b"\n"
+        + b'{"pad": "'
+        + b"x" * 4_000_000
+        + b'"}'
+    )
     batch(aep, "B1", {"huge.json": huge})
     exporter = run_polls(oauth(aep, max_download_bytes=4096, max_response_bytes=65536), lambda: None)
     state = exporter.states["aep"]
@@ -91,7 +125,12 @@ def test_a_file_is_downloaded_once_and_at_most_max_download_bytes(aep: AepSimula
 
 
 def test_a_failed_batch_without_failed_files_counts_once_from_its_errors(aep: AepSimulator) -> None:
-    batch(aep, "B1", {}, errors=[{"code": "INGEST-1212-400", "description": "Encoding of the file is not supported (UTF-16)"}])
+    batch(
+        aep,
+        "B1",
+        {},
+        errors=[{"code": "INGEST-1212-400", "description": "Encoding of the file is not supported (UTF-16)"}],
+    )
     batch(aep, "B2", {}, errors=[{"code": "INGEST-1555-400"}])
     exporter = run_polls(oauth(aep, tenant="acme"))
     assert failure_series(exporter) == {key("UNSUPPORTED_FORMAT", "acme"): 1, key("UNKNOWN", "acme"): 1}
@@ -134,10 +173,18 @@ def test_a_wrong_client_secret_is_auth(aep: AepSimulator) -> None:
     [
         (validation_file(BAD_DATE), BAD_DATE),
         (validation_file(BAD_DATE, lines=3, json_lines=True), BAD_DATE),
-        (b'{"_errors": {"_streamingValidation": [{"message": "Payload header is missing Source Name"}]}}',
-         "Payload header is missing Source Name"),
-        (b'{"_corrupt_record": "x", "_errors": [{"code": "1401", "message": "Row is malformed"}]}', "Row is malformed"),
-        (b'{"_validationErrors": [{"message": "cut \\"short\\" here"}], "rest": "xxxxxxxx', 'cut "short" here'),
+        (
+            b'{"_errors": {"_streamingValidation": [{"message": "Payload header is missing Source Name"}]}}',
+            "Payload header is missing Source Name",
+        ),
+        (
+            b'{"_corrupt_record": "x", "_errors": [{"code": "1401", "message": "Row is malformed"}]}',
+            "Row is malformed",
+        ),
+        (
+            b'{"_validationErrors": [{"message": "cut \\"short\\" here"}], "rest": "xxxxxxxx',
+            'cut "short" here',
+        ),
         (b"not json at all", ""),
     ],
     ids=["document", "json-lines", "streaming", "row-errors", "truncated", "garbage"],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from typing import Any
@@ -11,10 +10,9 @@ import pytest
 from azure.data.tables import TableClient
 
 from exporter.config import build_settings
-from exporter.poller import Exporter
 from exporter.records import Reason
 from exporter.simulators.table import failure_entity, fresh_table
-from tests.conftest import Azurite, parse_exposition, series
+from tests.conftest import Azurite, failure_series, parse_exposition, run_polls, series
 
 pytestmark = pytest.mark.azurite
 
@@ -33,23 +31,6 @@ def source(azurite: Azurite, table: TableClient, **extra: Any) -> dict[str, Any]
         "timeout": "5s",
         **extra,
     }
-
-
-def poll(document: dict[str, Any]) -> Exporter:
-    exporter = Exporter(build_settings(document, {}))
-
-    async def run() -> None:
-        try:
-            await exporter.poll_all()
-        finally:
-            await exporter.aclose()
-
-    asyncio.run(run())
-    return exporter
-
-
-def failed_files(exporter: Exporter) -> dict[frozenset[tuple[str, str]], float]:
-    return series(parse_exposition(exporter.snapshot.text.decode()), "ingestion_failed_files")
 
 
 def key(tenant: str, platform: str, error_type: str, retry: str) -> frozenset[tuple[str, str]]:
@@ -85,11 +66,11 @@ def test_reads_every_page_of_a_large_table(azurite: Azurite, table: TableClient)
         batch = [op for op in operations if op[1]["PartitionKey"] == f"tenant-{tenant}"]
         for start in range(0, len(batch), 100):
             table.submit_transaction(batch[start : start + 100])
-    exporter = poll({"sources": [source(azurite, table, page_size=1000)]})
+    exporter = run_polls({"sources": [source(azurite, table, page_size=1000)]})
     state = exporter.states["table"]
     assert state.up is True
     assert state.result is not None and state.result.scanned == 2500
-    assert sum(failed_files(exporter).values()) == 2500
+    assert sum(failure_series(exporter).values()) == 2500
 
 
 def test_maps_columns_platforms_and_retry_counts(azurite: Azurite, table: TableClient) -> None:
@@ -139,8 +120,8 @@ def test_maps_columns_platforms_and_retry_counts(azurite: Azurite, table: TableC
     )
     del entity["retry_count"]
     table.upsert_entity(entity)
-    exporter = poll({"sources": [source(azurite, table)]})
-    assert failed_files(exporter) == {
+    exporter = run_polls({"sources": [source(azurite, table)]})
+    assert failure_series(exporter) == {
         key("acme", "confluence", "FILE_TOO_LARGE", "3"): 1,  # platform_type wins over content_type
         key("acme", "servicenow", "ACCESS_DENIED", "5+"): 1,  # unusable type: classified from message
         key("acme", "itglue", "PARSE_ERROR", "0"): 1,
@@ -161,7 +142,7 @@ def test_tenant_allow_list_and_custom_columns(azurite: Azurite, table: TableClie
         entity["Kind"] = "ocr job"
         entity["Why"] = "OCR produced nothing"
         table.upsert_entity(entity)
-    exporter = poll(
+    exporter = run_polls(
         {
             "sources": [
                 source(
@@ -174,7 +155,7 @@ def test_tenant_allow_list_and_custom_columns(azurite: Azurite, table: TableClie
             ]
         }
     )
-    assert failed_files(exporter) == {
+    assert failure_series(exporter) == {
         key("a", "scanner", "OCR_FAILED", "1"): 1,
         key("c", "scanner", "OCR_FAILED", "1"): 1,
     }
@@ -189,7 +170,7 @@ def test_only_the_needed_columns_are_selected(azurite: Azurite, table: TableClie
     assert {"PartitionKey", "RowKey", "error_type", "failed_at", "retry_count"} <= set(selected)
 
 
-def test_a_missing_table_is_a_failed_poll(azurite: Azurite) -> None:
+def test_a_missing_table_is_a_failed_run_polls(azurite: Azurite) -> None:
     document = {
         "sources": [
             {
@@ -201,13 +182,13 @@ def test_a_missing_table_is_a_failed_poll(azurite: Azurite) -> None:
             }
         ]
     }
-    state = poll(document).states["table"]
+    state = run_polls(document).states["table"]
     assert state.up is False and state.errors[Reason.HTTP_ERROR] == 1 and state.result is None
 
 
 def test_a_wrong_account_key_is_auth(azurite: Azurite, table: TableClient) -> None:
     wrong = azurite.connection_string.replace("AccountKey=Eby8", "AccountKey=Xby8")
-    state = poll({"sources": [source(azurite, table, connection_string=wrong)]}).states["table"]
+    state = run_polls({"sources": [source(azurite, table, connection_string=wrong)]}).states["table"]
     assert state.up is False and state.errors[Reason.AUTH] == 1
 
 
@@ -215,7 +196,7 @@ def test_an_unreachable_service_is_connection(table: TableClient, azurite: Azuri
     from tests.conftest import free_port
 
     elsewhere = azurite.connection_string.replace(str(azurite.port), str(free_port()))
-    state = poll({"sources": [source(azurite, table, connection_string=elsewhere)]}).states["table"]
+    state = run_polls({"sources": [source(azurite, table, connection_string=elsewhere)]}).states["table"]
     assert state.up is False and state.errors[Reason.CONNECTION] == 1
 
 

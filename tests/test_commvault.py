@@ -28,16 +28,35 @@ def commvault() -> Iterator[CommvaultSimulator]:
 
 
 def source(sim: CommvaultSimulator, **extra: Any) -> dict[str, Any]:
-    return {"sources": [{"name": "cv", "kind": "commvault", "base_url": sim.url, "username": sim.username,
-                         "password": sim.password, "tenant": "acme", "timeout": "2s", **extra}]}
+    return {
+        "sources": [
+            {
+                "name": "cv",
+                "kind": "commvault",
+                "base_url": sim.url,
+                "username": sim.username,
+                "password": sim.password,
+                "tenant": "acme",
+                "timeout": "2s",
+                **extra,
+            }
+        ]
+    }
 
 
 def key(platform: str, error_type: str, retry: str) -> frozenset[tuple[str, str]]:
     return series_key(source="cv", tenant="acme", platform=platform, error_type=error_type, retry_count=retry)
 
 
-def job(job_id: int, items: list[tuple[str, str]], *, age: float = HOUR, csv: bool = False,
-        app: str = "Windows File System", client: str = "fs01") -> SimJob:
+def job(
+    job_id: int,
+    items: list[tuple[str, str]],
+    *,
+    age: float = HOUR,
+    csv: bool = False,
+    app: str = "Windows File System",
+    client: str = "fs01",
+) -> SimJob:
     return SimJob(job_id, app, client, "default", time.time() - age, items, csv)
 
 
@@ -46,7 +65,10 @@ def test_logs_in_with_a_base64_password_and_sends_the_authtoken(commvault: Commv
     exporter = run_polls(source(commvault))
     assert exporter.states["cv"].up is True
     [login] = commvault.calls("/Login")
-    assert json.loads(login.body) == {"username": "svc", "password": base64.b64encode("pa:ss wörd".encode()).decode()}
+    assert json.loads(login.body) == {
+        "username": "svc",
+        "password": base64.b64encode("pa:ss wörd".encode()).decode(),
+    }
     for request in commvault.calls("/Job"):
         assert request.headers["authtoken"].startswith("QSDK ")
         assert request.headers["accept"] == "application/json"
@@ -58,8 +80,16 @@ def test_job_discovery_pages_with_limit_and_offset_headers(commvault: CommvaultS
         commvault.add_job(job(i, [(f"C:\\f{i}.txt", "Access is denied.")]))
     exporter = run_polls(source(commvault, page_size=3, lookback="1d"))
     listings = commvault.calls("^/Job$")
-    assert [(r.headers["limit"], r.headers["offset"]) for r in listings] == [("3", "0"), ("3", "3"), ("3", "6")]
-    assert listings[0].query == {"completedJobLookupTime": ["86400"], "jobCategory": ["Finished"], "jobFilter": ["Backup"]}
+    assert [(r.headers["limit"], r.headers["offset"]) for r in listings] == [
+        ("3", "0"),
+        ("3", "3"),
+        ("3", "6"),
+    ]
+    assert listings[0].query == {
+        "completedJobLookupTime": ["86400"],
+        "jobCategory": ["Finished"],
+        "jobFilter": ["Backup"],
+    }
     assert sum(failure_series(exporter).values()) == 7
 
 
@@ -75,7 +105,9 @@ def test_only_jobs_that_ended_within_the_lookback_count(commvault: CommvaultSimu
     assert fetched == {"1"}
 
 
-def test_an_item_failing_in_several_jobs_is_one_record_with_derived_retries(commvault: CommvaultSimulator) -> None:
+def test_an_item_failing_in_several_jobs_is_one_record_with_derived_retries(
+    commvault: CommvaultSimulator,
+) -> None:
     commvault.add_job(job(1, [("C:\\x", "Access is denied."), ("C:\\y", "Access is denied.")], age=5 * HOUR))
     commvault.add_job(job(2, [("C:\\x", "Access is denied.")], age=3 * HOUR))
     commvault.add_job(job(3, [("C:\\x", "The file is locked by another user")], age=HOUR))
@@ -88,17 +120,27 @@ def test_an_item_failing_in_several_jobs_is_one_record_with_derived_retries(comm
 
 
 def test_csv_items_are_mapped_by_column_name(commvault: CommvaultSimulator) -> None:
-    reason = ("Error in performing post items web request [https://graph.microsoft.com/beta/teams/a7104bad/channels]. "
-              "[Error code [Forbidden], Error message [Forbidden], Status code [403] [Forbidden]]")
-    commvault.add_job(job(1, [("\\WikiTestTeam1\\General", reason), ("\\Team2\\Files", "Request timed out")],
-                          csv=True, app="Microsoft Teams"))
+    reason = (
+        "Error in performing post items web request [https://graph.microsoft.com/beta/teams/a7104bad/channels]. "
+        "[Error code [Forbidden], Error message [Forbidden], Status code [403] [Forbidden]]"
+    )
+    commvault.add_job(
+        job(
+            1,
+            [("\\WikiTestTeam1\\General", reason), ("\\Team2\\Files", "Request timed out")],
+            csv=True,
+            app="Microsoft Teams",
+        )
+    )
     exporter = run_polls(source(commvault))
     assert failure_series(exporter) == {
         key("microsoft_teams", "ACCESS_DENIED", "0"): 1,
         key("microsoft_teams", "TIMEOUT", "0"): 1,
     }
-    shuffled = {"columns": ["GUID", "Reason", "Item Name", "Path"],
-                "rows": [{"row": ["g-1", "Access is denied.", "General", "\\Team"]}, {"row": ["g-2", "x", "", ""]}]}
+    shuffled = {
+        "columns": ["GUID", "Reason", "Item Name", "Path"],
+        "rows": [{"row": ["g-1", "Access is denied.", "General", "\\Team"]}, {"row": ["g-2", "x", "", ""]}],
+    }
     assert csv_items(shuffled, "t") == [("\\Team\\General", "Access is denied."), ("g-2", "x")]
 
 
@@ -139,7 +181,11 @@ def test_a_fixed_job_list_is_read_without_discovery(commvault: CommvaultSimulato
 def test_a_logical_error_in_a_200_fails_that_job_only(commvault: CommvaultSimulator) -> None:
     commvault.add_job(job(1, [("C:\\a", "Access is denied.")]))
     commvault.add_job(job(2, [("C:\\b", "Access is denied.")]))
-    commvault.inject("/Job/2/FailedItems", status=200, body='{"errList": [{"errorCode": 2, "errLogMessage": "Job not found"}]}')
+    commvault.inject(
+        "/Job/2/FailedItems",
+        status=200,
+        body='{"errList": [{"errorCode": 2, "errLogMessage": "Job not found"}]}',
+    )
     exporter = run_polls(source(commvault))
     state = exporter.states["cv"]
     assert (state.up, state.errors[Reason.HTTP_ERROR]) == (False, 1)

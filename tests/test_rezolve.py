@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from email.utils import formatdate
@@ -11,11 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
-from exporter.config import build_settings
 from exporter.poller import Exporter
 from exporter.records import Reason
 from exporter.simulators.rezolve import RezolveSimulator
-from tests.conftest import TENANT_A, free_port, rezolve_file
+from tests.conftest import TENANT_A, free_port, rezolve_file, run_polls
 
 
 def poll_once(simulator_url: str, token: str, **source: Any) -> Exporter:
@@ -23,15 +21,7 @@ def poll_once(simulator_url: str, token: str, **source: Any) -> Exporter:
         "poll_timeout": source.pop("poll_timeout", "20s"),
         "sources": [{**rezolve_source_for(simulator_url, token), **source}],
     }
-    exporter = Exporter(build_settings(document, {}))
-
-    async def run() -> None:
-        try:
-            await exporter.poll_all()
-        finally:
-            await exporter.aclose()
-
-    asyncio.run(run())
+    exporter: Exporter = run_polls(document)
     return exporter
 
 

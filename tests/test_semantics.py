@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -11,7 +10,15 @@ import pytest
 from exporter.config import build_settings
 from exporter.poller import Exporter, shard_of
 from exporter.simulators.rezolve import RezolveSimulator
-from tests.conftest import TENANT_A, TENANT_B, parse_exposition, rezolve_file, rezolve_source, series
+from tests.conftest import (
+    TENANT_A,
+    TENANT_B,
+    parse_exposition,
+    rezolve_file,
+    rezolve_source,
+    run_polls,
+    series,
+)
 
 SP = "sharepoint"
 SN = "servicenow"
@@ -23,29 +30,8 @@ def exporter_for(simulator: RezolveSimulator, **settings: Any) -> Exporter:
 
 
 def poll(exporter: Exporter) -> bool:
-    async def run() -> bool:
-        try:
-            return await exporter.poll_all()
-        finally:
-            await exporter.aclose()
-
-    return asyncio.run(run())
-
-
-def run_polls(exporter: Exporter, *between: Any) -> None:
-    """Poll, then for each step change the world and poll again, all in one event loop
-    (an HTTP client belongs to the loop it was first used in)."""
-
-    async def run() -> None:
-        try:
-            await exporter.poll_all()
-            for step in between:
-                step()
-                await exporter.poll_all()
-        finally:
-            await exporter.aclose()
-
-    asyncio.run(run())
+    run_polls(exporter)
+    return all(state.up for state in exporter.states.values())
 
 
 def samples(exporter: Exporter) -> dict[Any, float]:

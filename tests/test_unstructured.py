@@ -26,19 +26,34 @@ def unstructured() -> Iterator[UnstructuredSimulator]:
 
 
 def source(sim: UnstructuredSimulator, **extra: Any) -> dict[str, Any]:
-    return {"sources": [{"name": "un", "kind": "unstructured", "base_url": sim.url, "api_key": sim.api_key,
-                         "tenant": "acme", "timeout": "2s", **extra}]}
+    return {
+        "sources": [
+            {
+                "name": "un",
+                "kind": "unstructured",
+                "base_url": sim.url,
+                "api_key": sim.api_key,
+                "tenant": "acme",
+                "timeout": "2s",
+                **extra,
+            }
+        ]
+    }
 
 
 def key(platform: str, error_type: str, retry: str) -> frozenset[tuple[str, str]]:
     return series_key(source="un", tenant="acme", platform=platform, error_type=error_type, retry_count=retry)
 
 
-def job(sim: UnstructuredSimulator, workflow: str, status: str, age: float, failed: list[tuple[str, str]]) -> SimJob:
+def job(
+    sim: UnstructuredSimulator, workflow: str, status: str, age: float, failed: list[tuple[str, str]]
+) -> SimJob:
     return sim.add_job(SimJob(str(uuid.uuid4()), workflow, status, time.time() - age, failed))
 
 
-def test_reads_failed_files_of_recent_finished_jobs_with_the_api_key(unstructured: UnstructuredSimulator) -> None:
+def test_reads_failed_files_of_recent_finished_jobs_with_the_api_key(
+    unstructured: UnstructuredSimulator,
+) -> None:
     wf = unstructured.add_workflow("kb", "sharepoint")
     job(unstructured, wf, "COMPLETED", HOUR, [("a.pdf", "PDF file is corrupted")])
     job(unstructured, wf, "failed", 2 * HOUR, [("b.pdf", "Unsupported file type")])  # lower case
@@ -54,7 +69,9 @@ def test_reads_failed_files_of_recent_finished_jobs_with_the_api_key(unstructure
     assert all(r.headers["unstructured-api-key"] == "k-123" for r in unstructured.requests)
 
 
-def test_failed_files_are_fetched_only_for_jobs_that_can_have_them(unstructured: UnstructuredSimulator) -> None:
+def test_failed_files_are_fetched_only_for_jobs_that_can_have_them(
+    unstructured: UnstructuredSimulator,
+) -> None:
     wf = unstructured.add_workflow("kb", "s3")
     clean = job(unstructured, wf, "COMPLETED", HOUR, [])
     with_errors = job(unstructured, wf, "COMPLETED", HOUR, [("a.pdf", "timed out")])
@@ -66,23 +83,33 @@ def test_failed_files_are_fetched_only_for_jobs_that_can_have_them(unstructured:
     assert clean.job_id in detailed and failed.job_id not in detailed  # FAILED needs no details
 
 
-def test_a_document_listed_by_several_jobs_of_a_workflow_has_derived_retries(unstructured: UnstructuredSimulator) -> None:
+def test_a_document_listed_by_several_jobs_of_a_workflow_has_derived_retries(
+    unstructured: UnstructuredSimulator,
+) -> None:
     wf1 = unstructured.add_workflow("kb", "confluence")
     wf2 = unstructured.add_workflow("other", "confluence")
     for age in (5 * HOUR, 3 * HOUR, HOUR):
         job(unstructured, wf1, "COMPLETED", age, [("a.pdf", "OCR failed: blank page")])
     job(unstructured, wf2, "COMPLETED", HOUR, [("a.pdf", "OCR failed: blank page")])  # other workflow
     exporter = run_polls(source(unstructured))
-    assert failure_series(exporter) == {key("confluence", "OCR_FAILED", "2"): 1, key("confluence", "OCR_FAILED", "0"): 1}
+    assert failure_series(exporter) == {
+        key("confluence", "OCR_FAILED", "2"): 1,
+        key("confluence", "OCR_FAILED", "0"): 1,
+    }
 
 
-def test_platform_is_the_source_connector_type_cached_else_unstructured(unstructured: UnstructuredSimulator) -> None:
+def test_platform_is_the_source_connector_type_cached_else_unstructured(
+    unstructured: UnstructuredSimulator,
+) -> None:
     wf = unstructured.add_workflow("kb", "google_drive")
     bare = unstructured.add_workflow("adhoc", None)
     job(unstructured, wf, "COMPLETED", HOUR, [("a", "timed out")])
     job(unstructured, bare, "COMPLETED", HOUR, [("b", "timed out")])
     exporter = run_polls(source(unstructured), lambda: None)
-    assert failure_series(exporter) == {key("google_drive", "TIMEOUT", "0"): 1, key("unstructured", "TIMEOUT", "0"): 1}
+    assert failure_series(exporter) == {
+        key("google_drive", "TIMEOUT", "0"): 1,
+        key("unstructured", "TIMEOUT", "0"): 1,
+    }
     assert len(unstructured.calls(f"/workflows/{wf}$")) == 1  # cached across polls
     assert len(unstructured.calls("/sources/")) == 1
 

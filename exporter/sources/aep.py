@@ -23,8 +23,8 @@ from pydantic import Field, SecretStr, model_validator
 
 from exporter.configtypes import Duration, HttpSourceConfig, SecretFile, check_http_url
 from exporter.records import FailureRecord, PollError, Reason
-from exporter.sources.base import RecordSink, Source, gather_parts
-from exporter.sources.http import HttpClient, HttpStatusError
+from exporter.sources.base import RecordSink, gather_parts
+from exporter.sources.http import HttpSource, HttpStatusError
 
 CATALOG = "/data/foundation/catalog"
 EXPORT = "/data/foundation/export"
@@ -100,19 +100,14 @@ def first_validation_message(content: bytes) -> str:
     return ""
 
 
-class AepSource(Source[AepConfig]):
+class AepSource(HttpSource[AepConfig]):
     def __init__(self, config: AepConfig) -> None:
-        super().__init__(config)
-        self._http = HttpClient(
-            config.base_url,
-            timeout=config.timeout,
-            max_concurrency=config.max_concurrency,
-            max_response_bytes=config.max_response_bytes,
-            headers={
+        super().__init__(
+            config,
+            {
                 "x-api-key": config.secret("api_key") or config.client_id or "",
                 "x-gw-ims-org-id": config.org_id,
                 "x-sandbox-name": config.sandbox,
-                "accept": "application/json",
             },
         )
         self._token = config.secret("access_token")
@@ -121,9 +116,6 @@ class AepSource(Source[AepConfig]):
         # (batch id, file name) -> its first error: a file already classified is never
         # downloaded again. Only entries still seen in the latest poll are kept.
         self._classified: dict[tuple[str, str], str] = {}
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     @property
     def tenant(self) -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -81,4 +82,31 @@ def slug(text: str) -> str:
     return "_".join(part for part in out.split("_") if part) or "unknown"
 
 
-SourceFactory = Callable[[Any], Source[Any]]
+@dataclass(slots=True)
+class Repeat:
+    """The latest failure of one identity in the window, and in how many runs it failed."""
+
+    message: str
+    when: float
+    run: str
+    runs: int = 1
+
+
+class RepeatedFailures(Generic[T]):
+    """Merges failures of the same identity across the runs (jobs) of a window into one record
+    whose retry count is the number of *other* runs it failed in (SPEC section 8)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[T, Repeat] = {}
+
+    def add(self, identity: T, message: str, when: float, run: str) -> None:
+        known = self._seen.get(identity)
+        if known is None:
+            self._seen[identity] = Repeat(message, when, run)
+            return
+        known.runs += 1
+        if when > known.when:
+            known.message, known.when, known.run = message, when, run
+
+    def items(self) -> Iterable[tuple[T, Repeat]]:
+        return self._seen.items()

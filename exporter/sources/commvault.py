@@ -20,8 +20,8 @@ from pydantic import Field, SecretStr, model_validator
 
 from exporter.configtypes import Duration, HttpSourceConfig, SecretFile
 from exporter.records import FailureRecord, PollError, Reason
-from exporter.sources.base import RecordSink, Source, gather_parts, slug
-from exporter.sources.http import HttpClient, HttpStatusError
+from exporter.sources.base import RecordSink, RepeatedFailures, gather_parts, slug
+from exporter.sources.http import HttpSource, HttpStatusError
 
 REASON_COLUMNS = ("reason", "failure reason", "failurereason", "error", "error message", "message")
 TOKEN_PREFIXES = ("QSDK ", "SAML ")
@@ -56,16 +56,6 @@ class Job:
     subclient: str
     ended: float
     may_have_failures: bool
-
-
-@dataclass(slots=True)
-class Seen:
-    """One failed item across the jobs of the window."""
-
-    message: str
-    ended: float
-    job_id: int
-    jobs: int = 1
 
 
 def check_logical_error(body: Any, what: str) -> None:
@@ -132,22 +122,12 @@ def csv_items(csv: Any, what: str) -> list[tuple[str, str]]:
     return items
 
 
-class CommvaultSource(Source[CommvaultConfig]):
+class CommvaultSource(HttpSource[CommvaultConfig]):
     def __init__(self, config: CommvaultConfig) -> None:
-        super().__init__(config)
-        self._http = HttpClient(
-            config.base_url,
-            timeout=config.timeout,
-            max_concurrency=config.max_concurrency,
-            max_response_bytes=config.max_response_bytes,
-            headers={"accept": "application/json"},
-        )
+        super().__init__(config, {})
         static = config.secret("authtoken")
         self._token = static if static is None or static.startswith(TOKEN_PREFIXES) else f"QSDK {static}"
         self._login_lock = asyncio.Lock()
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     @property
     def tenant(self) -> str:
@@ -163,17 +143,11 @@ class CommvaultSource(Source[CommvaultConfig]):
             if job.ended > 0 and now - job.ended <= self.config.lookback and job.may_have_failures
         ]
         parts = [(f"job:{job.job_id}", self._items_of(job)) for job in jobs]
-        seen: dict[tuple[str, str, str, str, str], Seen] = {}
-        for _, (job, items) in await gather_parts(out, parts):
+        seen: RepeatedFailures[tuple[str, str, str, str, str]] = RepeatedFailures()
+        for scope, (job, items) in await gather_parts(out, parts):
             for entity, message in items:
                 identity = (self.tenant, job.platform, job.client, job.subclient, entity)
-                known = seen.get(identity)
-                if known is None:
-                    seen[identity] = Seen(message, job.ended, job.job_id)
-                    continue
-                known.jobs += 1
-                if job.ended > known.ended:
-                    known.message, known.ended, known.job_id = message, job.ended, job.job_id
+                seen.add(identity, message, job.ended, scope)
         for identity, item in seen.items():
             out.add(
                 FailureRecord(
@@ -181,9 +155,9 @@ class CommvaultSource(Source[CommvaultConfig]):
                     platform=identity[1],
                     identity=identity,
                     message=item.message,
-                    retry_count=item.jobs - 1,
-                    failed_at=item.ended,
-                    scope=f"job:{item.job_id}",
+                    retry_count=item.runs - 1,
+                    failed_at=item.when,
+                    scope=item.run,
                 )
             )
 

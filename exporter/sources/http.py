@@ -11,12 +11,14 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpx
 
 from exporter import __version__
+from exporter.configtypes import HttpSourceConfig
 from exporter.records import PollError, Reason
+from exporter.sources.base import Source
 
 # The loop time by which the current poll must end; set by the poller for each poll.
 poll_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("poll_deadline", default=None)
@@ -178,3 +180,23 @@ def _fits_budget(loop: asyncio.AbstractEventLoop, wait: float) -> bool:
     """Whether waiting ``wait`` seconds still leaves time in the poll for another attempt."""
     deadline = poll_deadline.get()
     return deadline is None or loop.time() + wait < deadline
+
+
+HttpConfigT = TypeVar("HttpConfigT", bound=HttpSourceConfig)
+
+
+class HttpSource(Source[HttpConfigT], Generic[HttpConfigT]):
+    """A source read with one HttpClient built from its configuration's limits."""
+
+    def __init__(self, config: HttpConfigT, headers: Mapping[str, str]) -> None:
+        super().__init__(config)
+        self._http = HttpClient(
+            config.base_url,
+            timeout=config.timeout,
+            max_concurrency=config.max_concurrency,
+            max_response_bytes=config.max_response_bytes,
+            headers={"accept": "application/json", **headers},
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()

@@ -13,8 +13,8 @@ from pydantic import Field, SecretStr
 
 from exporter.configtypes import Frozen, HttpSourceConfig, SecretFile
 from exporter.records import FailureRecord, PollError, Reason
-from exporter.sources.base import RecordSink, Source, gather_parts, parse_timestamp
-from exporter.sources.http import HttpClient
+from exporter.sources.base import RecordSink, gather_parts, parse_timestamp
+from exporter.sources.http import HttpSource
 
 PLATFORMS = ("sharepoint", "servicenow", "confluence", "itglue", "web")
 PATH = "/v2/azure/failed-files"
@@ -36,22 +36,9 @@ class RezolveConfig(HttpSourceConfig):
     tenants: tuple[RezolveTenant, ...] = Field(min_length=1)
 
 
-class RezolveSource(Source[RezolveConfig]):
+class RezolveSource(HttpSource[RezolveConfig]):
     def __init__(self, config: RezolveConfig) -> None:
-        super().__init__(config)
-        self._http = HttpClient(
-            config.base_url,
-            timeout=config.timeout,
-            max_concurrency=config.max_concurrency,
-            max_response_bytes=config.max_response_bytes,
-            headers={
-                "authorization": f"Bearer {config.secret('token')}",
-                "accept": "application/json",
-            },
-        )
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
+        super().__init__(config, {"authorization": f"Bearer {config.secret('token')}"})
 
     async def poll(self, out: RecordSink) -> None:
         parts = [

@@ -18,8 +18,8 @@ from pydantic import SecretStr
 
 from exporter.configtypes import Duration, HttpSourceConfig, SecretFile
 from exporter.records import FailureRecord, PollError, Reason
-from exporter.sources.base import RecordSink, Source, gather_parts, parse_timestamp, slug
-from exporter.sources.http import HttpClient
+from exporter.sources.base import RecordSink, RepeatedFailures, gather_parts, parse_timestamp, slug
+from exporter.sources.http import HttpSource
 
 API = "/api/v1"
 FINISHED = {"completed", "failed", "stopped", "finished", "completed_with_errors"}
@@ -47,34 +47,16 @@ class Job:
     created: float
 
 
-@dataclass(slots=True)
-class Seen:
-    message: str
-    created: float
-    job_id: str
-    jobs: int = 1
-
-
 def as_list(body: Any, what: str) -> list[dict[str, Any]]:
     if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
         raise PollError(Reason.INVALID_RESPONSE, f"{what}: expected a JSON list of objects")
     return body
 
 
-class UnstructuredSource(Source[UnstructuredConfig]):
+class UnstructuredSource(HttpSource[UnstructuredConfig]):
     def __init__(self, config: UnstructuredConfig) -> None:
-        super().__init__(config)
-        self._http = HttpClient(
-            config.base_url,
-            timeout=config.timeout,
-            max_concurrency=config.max_concurrency,
-            max_response_bytes=config.max_response_bytes,
-            headers={"unstructured-api-key": config.secret("api_key") or "", "accept": "application/json"},
-        )
+        super().__init__(config, {"unstructured-api-key": config.secret("api_key") or ""})
         self._platforms: dict[str, str] = {}  # workflow id -> source connector type
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     @property
     def tenant(self) -> str:
@@ -85,18 +67,11 @@ class UnstructuredSource(Source[UnstructuredConfig]):
             return
         jobs = await self._recent_finished_jobs()
         parts = [(f"job:{job.job_id}", self._failed_files(job)) for job in jobs]
-        seen: dict[tuple[str, str, str], Seen] = {}
-        for _, (job, files) in await gather_parts(out, parts):
+        seen: RepeatedFailures[tuple[str, str, str]] = RepeatedFailures()
+        for scope, (job, files) in await gather_parts(out, parts):
             for document, message in files:
-                identity = (self.tenant, job.workflow_id, document)
-                known = seen.get(identity)
-                if known is None:
-                    seen[identity] = Seen(message, job.created, job.job_id)
-                    continue
-                known.jobs += 1
-                if job.created > known.created:
-                    known.message, known.created, known.job_id = message, job.created, job.job_id
-        workflows = {identity[1] for identity in seen}
+                seen.add((self.tenant, job.workflow_id, document), message, job.created, scope)
+        workflows = {identity[1] for identity, _ in seen.items()}
         platforms = {w: await self._platform_of(w) for w in sorted(workflows)}
         for identity, item in seen.items():
             out.add(
@@ -105,9 +80,9 @@ class UnstructuredSource(Source[UnstructuredConfig]):
                     platform=platforms[identity[1]],
                     identity=identity,
                     message=item.message,
-                    retry_count=item.jobs - 1,
-                    failed_at=item.created,
-                    scope=f"job:{item.job_id}",
+                    retry_count=item.runs - 1,
+                    failed_at=item.when,
+                    scope=item.run,
                 )
             )
 

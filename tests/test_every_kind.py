@@ -1,0 +1,181 @@
+"""One source of every kind in one real program: ``--once`` and ``--demo``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from exporter.simulators.aep import AepSimulator, SimBatch, validation_file
+from exporter.simulators.commvault import CommvaultSimulator
+from exporter.simulators.commvault import SimJob as CommvaultJob
+from exporter.simulators.rezolve import RezolveSimulator
+from exporter.simulators.table import failure_entity, fresh_table
+from exporter.simulators.unstructured import SimJob as UnstructuredJob
+from exporter.simulators.unstructured import UnstructuredSimulator
+from tests.conftest import (
+    ROOT,
+    TENANT_A,
+    Azurite,
+    eventually,
+    free_port,
+    parse_exposition,
+    rezolve_file,
+    rezolve_source,
+    run_cli,
+    series,
+    series_key,
+    wait_for_port,
+)
+
+NOW = time.time()
+
+
+@pytest.fixture
+def simulators() -> Iterator[dict[str, Any]]:
+    started = {
+        "commvault": CommvaultSimulator().start(),
+        "unstructured": UnstructuredSimulator().start(),
+        "aep": AepSimulator().start(),
+    }
+    try:
+        yield started
+    finally:
+        for simulator in started.values():
+            simulator.stop()
+
+
+def test_once_with_every_kind_prints_exactly_the_spec_series(
+    tmp_path: Path, rezolve: RezolveSimulator, azurite: Azurite, simulators: dict[str, Any]
+) -> None:
+    cv: CommvaultSimulator = simulators["commvault"]
+    un: UnstructuredSimulator = simulators["unstructured"]
+    ae: AepSimulator = simulators["aep"]
+    rezolve.put(TENANT_A, "sharepoint", rezolve_file("f1", "FILE_TOO_LARGE", "", NOW - 60, 6))
+    table = fresh_table(azurite.connection_string, "EveryKind")
+    table.upsert_entity(
+        failure_entity(
+            "acme",
+            "r1",
+            error_type="",
+            error_message="OCR engine failed",
+            failed_at=NOW,
+            retry_count=1,
+            content_type="web_article",
+        )
+    )
+    cv.add_job(
+        CommvaultJob(
+            1, "Windows File System", "fs01", "default", NOW - 7200, [("C:\\a", "Access is denied.")]
+        )
+    )
+    cv.add_job(
+        CommvaultJob(
+            2, "Windows File System", "fs01", "default", NOW - 3600, [("C:\\a", "Access is denied.")]
+        )
+    )
+    wf = un.add_workflow("kb", "sharepoint")
+    un.add_job(
+        UnstructuredJob("j1", wf, "COMPLETED", NOW - 600, [("a.pdf", "Embedding service rejected chunk")])
+    )
+    ae.add_batch(
+        SimBatch(
+            "B1",
+            int((NOW - 600) * 1000),
+            "failed",
+            [],
+            {"p.json": validation_file("is not a valid date-time")},
+        )
+    )
+    config = {
+        "sources": [
+            rezolve_source(
+                rezolve,
+                name="rezolve",
+                tenants=[
+                    {"tenant_id": TENANT_A, "rezolve_domain": "acme.rezolve.ai", "platforms": ["sharepoint"]}
+                ],
+            ),
+            {
+                "name": "table",
+                "kind": "azure_table",
+                "connection_string": azurite.connection_string,
+                "table_name": "EveryKind",
+            },
+            {
+                "name": "commvault",
+                "kind": "commvault",
+                "base_url": cv.url,
+                "username": cv.username,
+                "password": cv.password,
+            },
+            {"name": "unstructured", "kind": "unstructured", "base_url": un.url, "api_key": un.api_key},
+            {
+                "name": "aep",
+                "kind": "aep",
+                "base_url": ae.url,
+                "org_id": ae.org_id,
+                "sandbox": ae.sandbox,
+                "client_id": ae.api_key,
+                "client_secret": ae.client_secret,
+                "ims_url": f"{ae.url}/ims/token/v3",
+            },
+        ]
+    }
+    result = run_cli("--once", config=config, tmp_path=tmp_path)
+    assert result.code == 0, result.stderr
+    samples = parse_exposition(result.stdout)
+
+    def failed(source: str, tenant: str, platform: str, error_type: str, retry: str) -> Any:
+        return series_key(
+            source=source, tenant=tenant, platform=platform, error_type=error_type, retry_count=retry
+        )
+
+    assert series(samples, "ingestion_failed_files") == {
+        failed("rezolve", TENANT_A, "sharepoint", "FILE_TOO_LARGE", "5+"): 1,
+        failed("table", "acme", "web", "OCR_FAILED", "1"): 1,
+        failed("commvault", "commvault", "windows_file_system", "ACCESS_DENIED", "1"): 1,
+        failed("unstructured", "unstructured", "sharepoint", "VECTOR_EMBEDDING_FAILED", "0"): 1,
+        failed("aep", "prod", "aep", "SCHEMA_VALIDATION", "0"): 1,
+    }
+    up = series(samples, "ingestion_source_up")
+    assert up == {series_key(source=s): 1 for s in ("rezolve", "table", "commvault", "unstructured", "aep")}
+    kinds = {dict(labels)["kind"] for labels in series(samples, "ingestion_source_info")}
+    assert kinds == {"rezolve", "azure_table", "commvault", "unstructured", "aep"}
+    newest = series(samples, "ingestion_failed_files_newest_timestamp_seconds")
+    assert newest[series_key(source="commvault", tenant="commvault", platform="windows_file_system")] == int(
+        NOW - 3600
+    )
+    assert newest[series_key(source="aep", tenant="prod", platform="aep")] == pytest.approx(NOW - 600, abs=1)
+    assert set(series(samples, "ingestion_failed_files_discovered_total").values()) == {0}
+
+
+def test_demo_serves_failure_series_for_the_four_http_platforms() -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "exporter", "--demo", "--listen", f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for_port(port, process=process)
+        url = f"http://127.0.0.1:{port}"
+        eventually(lambda: httpx.get(f"{url}/readyz").status_code == 200)
+        samples = parse_exposition(httpx.get(f"{url}/metrics").text)
+        for source in ("rezolve-demo", "commvault-demo", "unstructured-demo", "aep-demo"):
+            assert samples[("ingestion_source_up", series_key(source=source))] == 1
+            assert any(
+                n == "ingestion_failed_files" and ("source", source) in labels for n, labels in samples
+            )
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+    assert f"metrics at http://127.0.0.1:{port}/metrics" in process.stdout.read()  # type: ignore[union-attr]
