@@ -35,8 +35,8 @@ demo: setup $(AZURITE)
 	$(BIN)/ingestion-failure-exporter --demo
 
 lint: setup
-	$(BIN)/ruff check exporter tests bench
-	$(BIN)/ruff format --check exporter tests bench
+	$(BIN)/ruff check exporter tests bench dashboards
+	$(BIN)/ruff format --check exporter tests bench dashboards
 	$(BIN)/mypy exporter
 
 # Command 2 of the README: lint, types and the whole test suite against real parts.

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
+import re
 import socket
 import threading
+import time
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from exporter.simulators import aep, commvault, rezolve, unstructured
 from exporter.simulators.base import Simulator
@@ -16,18 +20,32 @@ log = logging.getLogger(__name__)
 
 DEMO_LISTEN = "127.0.0.1:9890"
 EVOLVE_EVERY_SECONDS = 10.0
+# Where the demo looks for a table emulator; by default Azurite's own defaults.
+TABLE_ENV = "DEMO_AZURITE_CONNECTION_STRING"
 
 
 class Evolving(Protocol):
     def evolve(self, rng: random.Random) -> None: ...
 
 
-def azurite_running(host: str = "127.0.0.1", port: int = 10002) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.3):
-            return True
-    except OSError:
-        return False
+def table_address(connection_string: str) -> tuple[str, int]:
+    match = re.search(r"TableEndpoint=([^;]+)", connection_string)
+    if not match:
+        return "127.0.0.1", 10002  # UseDevelopmentStorage=true
+    endpoint = urlsplit(match.group(1))
+    return endpoint.hostname or "127.0.0.1", endpoint.port or 10002
+
+
+def emulator_listening(host: str, port: int, wait_seconds: float) -> bool:
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=0.3):
+                return True
+        except OSError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.2)
 
 
 class Demo:
@@ -84,14 +102,17 @@ class Demo:
                 "ims_url": f"{ae.url}/ims/token/v3",
             },
         ]
-        if azurite_running():
+        table = os.environ.get(TABLE_ENV, AZURITE)
+        host, port = table_address(table)
+        # An emulator named explicitly may still be starting (docker compose): give it a moment.
+        if emulator_listening(host, port, wait_seconds=10.0 if TABLE_ENV in os.environ else 0.0):
             try:
-                seed_demo_table(AZURITE, "FailureRecords", rng)
-                sources.append({"name": "failure-table", "kind": "azure_table", "connection_string": AZURITE})
+                seed_demo_table(table, "FailureRecords", rng)
+                sources.append({"name": "failure-table", "kind": "azure_table", "connection_string": table})
             except Exception as exc:  # the demo runs without the table rather than not at all
-                log.warning("Azurite is listening but could not be seeded: %s", exc)
+                log.warning("the table emulator is listening but could not be seeded: %s", exc)
         else:
-            log.info("no table emulator on 127.0.0.1:10002: the demo runs without a table source")
+            log.info("no table emulator on %s:%d: the demo runs without a table source", host, port)
         threading.Thread(target=self._evolve, name="demo-evolve", daemon=True).start()
         return {"listen_address": DEMO_LISTEN, "poll_interval": "15s", "sources": sources}
 

@@ -1,0 +1,592 @@
+"""Generates the Grafana dashboards in this folder.
+
+    python dashboards/generate.py          # write overview.json and tenant.json
+    python dashboards/generate.py --check  # exit 1 if the committed JSON differs
+
+Panels are declared once here; the JSON files are what users import. Every panel's PromQL is
+also what the end-to-end test evaluates against a real Prometheus.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+SCHEMA_VERSION = 41
+OVERVIEW_UID = "ingestion-failures-overview"
+TENANT_UID = "ingestion-failures-tenant"
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+
+# Label filters, with Grafana's variables. Multi-value variables expand to a regex.
+FILES = 'source=~"$source", tenant=~"$tenant", platform=~"$platform", error_type=~"$error_type"'
+PLACES = 'source=~"$source", tenant=~"$tenant", platform=~"$platform"'
+SOURCES = 'source=~"$source"'
+TENANT_LINK = (
+    f"/d/{TENANT_UID}/ingestion-failures-tenant?var-tenant=${{__field.labels.tenant}}&${{source:queryparam}}"
+)
+
+Panel = dict[str, Any]
+
+
+class Layout:
+    """Places panels left to right on Grafana's 24-column grid, wrapping into new rows."""
+
+    def __init__(self) -> None:
+        self.x = self.y = self.row_height = 0
+        self.next_id = 1
+
+    def place(self, panel: Panel, width: int, height: int) -> Panel:
+        if self.x + width > 24:
+            self.x, self.y, self.row_height = 0, self.y + self.row_height, 0
+        panel["gridPos"] = {"x": self.x, "y": self.y, "w": width, "h": height}
+        panel["id"] = self.next_id
+        self.next_id += 1
+        self.x += width
+        self.row_height = max(self.row_height, height)
+        return panel
+
+    def row(self, title: str) -> Panel:
+        if self.x:
+            self.x, self.y, self.row_height = 0, self.y + self.row_height, 0
+        panel = self.place({"type": "row", "title": title, "collapsed": False, "panels": []}, 24, 1)
+        self.x, self.y, self.row_height = 0, self.y + 1, 0
+        return panel
+
+
+def target(expr: str, legend: str = "", ref: str = "A", instant: bool = False) -> dict[str, Any]:
+    return {
+        "refId": ref,
+        "datasource": DATASOURCE,
+        "expr": expr,
+        "legendFormat": legend or "__auto",
+        "range": not instant,
+        "instant": instant,
+    }
+
+
+def panel(
+    kind: str,
+    title: str,
+    description: str,
+    targets: list[dict[str, Any]],
+    *,
+    unit: str = "short",
+    options: dict[str, Any] | None = None,
+    links: list[dict[str, Any]] | None = None,
+    thresholds: list[tuple[float | None, str]] | None = None,
+) -> Panel:
+    steps = [{"value": v, "color": c} for v, c in (thresholds or [(None, "green")])]
+    defaults: dict[str, Any] = {"unit": unit, "thresholds": {"mode": "absolute", "steps": steps}}
+    if links:
+        defaults["links"] = links
+    return {
+        "type": kind,
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "targets": targets,
+        "fieldConfig": {"defaults": defaults, "overrides": []},
+        "options": options or {},
+    }
+
+
+def stat(title: str, description: str, expr: str, **kw: Any) -> Panel:
+    options = {
+        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+        "colorMode": "value",
+        "graphMode": "area",
+        "textMode": "auto",
+    }
+    return panel("stat", title, description, [target(expr)], options=options, **kw)
+
+
+def timeseries(title: str, description: str, targets: list[dict[str, Any]], **kw: Any) -> Panel:
+    options = {
+        "legend": {"displayMode": "table", "placement": "right", "calcs": ["lastNotNull", "max"]},
+        "tooltip": {"mode": "multi", "sort": "desc"},
+    }
+    return panel("timeseries", title, description, targets, options=options, **kw)
+
+
+def bars(title: str, description: str, expr: str, legend: str, **kw: Any) -> Panel:
+    options = {
+        "displayMode": "gradient",
+        "orientation": "horizontal",
+        "showUnfilled": True,
+        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+    }
+    return panel("bargauge", title, description, [target(expr, legend, instant=True)], options=options, **kw)
+
+
+def table(title: str, description: str, expr: str, **kw: Any) -> Panel:
+    options = {"showHeader": True, "sortBy": [{"displayName": "Value", "desc": True}]}
+    built = panel("table", title, description, [target(expr, instant=True)], options=options, **kw)
+    built["transformations"] = [
+        {
+            "id": "organize",
+            "options": {"excludeByName": {"Time": True, "__name__": True, "job": True, "instance": True}},
+        }
+    ]
+    return built
+
+
+def variable(name: str, label: str, query: str, *, multi: bool = True) -> dict[str, Any]:
+    return {
+        "type": "query",
+        "name": name,
+        "label": label,
+        "datasource": DATASOURCE,
+        "query": {"query": query, "refId": f"{name}-values"},
+        "definition": query,
+        "refresh": 2,
+        "sort": 1,
+        "multi": multi,
+        "includeAll": multi,
+        "allValue": ".*" if multi else None,
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]} if multi else {},
+    }
+
+
+def datasource_variable() -> dict[str, Any]:
+    return {
+        "type": "datasource",
+        "name": "datasource",
+        "label": "Data source",
+        "query": "prometheus",
+        "refresh": 1,
+        "current": {},
+        "hide": 0,
+    }
+
+
+def dashboard(
+    uid: str,
+    title: str,
+    description: str,
+    variables: list[dict[str, Any]],
+    panels: list[Panel],
+    links: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    return {
+        "uid": uid,
+        "title": title,
+        "description": description,
+        "tags": ["ingestion", "ingestion-failure-exporter"],
+        "timezone": "browser",
+        "editable": True,
+        "graphTooltip": 1,
+        "refresh": "1m",
+        "time": {"from": "now-24h", "to": "now"},
+        "schemaVersion": SCHEMA_VERSION,
+        "version": 1,
+        "templating": {"list": [datasource_variable(), *variables]},
+        "annotations": {"list": []},
+        "links": links or [],
+        "panels": panels,
+    }
+
+
+def overview() -> dict[str, Any]:
+    grid = Layout()
+    tenant_link = [{"title": "Tenant details", "url": TENANT_LINK}]
+    panels = [
+        grid.row("Now"),
+        grid.place(
+            stat(
+                "Failed files",
+                "Failure records in the latest successful polls.",
+                f"sum(ingestion_failed_files{{{FILES}}})",
+            ),
+            4,
+            4,
+        ),
+        grid.place(
+            stat(
+                "New in the last hour",
+                "Failure records first seen in the last hour.",
+                f"sum(increase(ingestion_failed_files_discovered_total{{{FILES}}}[1h]))",
+            ),
+            4,
+            4,
+        ),
+        grid.place(
+            stat(
+                "Resolved in the last hour",
+                "Failure records that disappeared in the last hour.",
+                f"sum(increase(ingestion_failed_files_resolved_total{{{PLACES}}}[1h]))",
+            ),
+            4,
+            4,
+        ),
+        grid.place(
+            stat(
+                "At the retry cap",
+                "Files that failed retry_count_cap times or more: retries are not helping.",
+                f'sum(ingestion_failed_files{{{FILES}, retry_count=~".*\\\\+"}})',
+                thresholds=[(None, "green"), (1, "orange")],
+            ),
+            4,
+            4,
+        ),
+        grid.place(
+            stat(
+                "Oldest unresolved failure",
+                "Age of the oldest current failure record.",
+                f"time() - min(ingestion_failed_files_oldest_timestamp_seconds{{{PLACES}}})",
+                unit="s",
+                thresholds=[(None, "green"), (86400, "orange")],
+            ),
+            4,
+            4,
+        ),
+        grid.place(
+            stat(
+                "Sources up",
+                "Share of sources whose latest poll succeeded completely.",
+                f"sum(ingestion_source_up{{{SOURCES}}}) / count(ingestion_source_up{{{SOURCES}}})",
+                unit="percentunit",
+                thresholds=[(None, "red"), (0.99, "green")],
+            ),
+            4,
+            4,
+        ),
+        grid.row("Failures"),
+        grid.place(
+            timeseries(
+                "Failed files by platform",
+                "Current failure records, by platform.",
+                [
+                    target(
+                        f"sum by (platform) (source_tenant_platform_error_type:ingestion_failed_files:sum{{{FILES}}})",
+                        "{{platform}}",
+                    )
+                ],
+            ),
+            12,
+            8,
+        ),
+        grid.place(
+            timeseries(
+                "Failed files by error type",
+                "Current failure records, by error type.",
+                [
+                    target(
+                        f"sum by (error_type) (source_tenant_platform_error_type:ingestion_failed_files:sum{{{FILES}}})",
+                        "{{error_type}}",
+                    )
+                ],
+            ),
+            12,
+            8,
+        ),
+        grid.place(
+            timeseries(
+                "New and resolved per hour",
+                "Records first seen, and records gone, over the last hour.",
+                [
+                    target(
+                        f"sum(source_tenant_platform_error_type:ingestion_failed_files_discovered:increase1h{{{FILES}}})",
+                        "new",
+                        "A",
+                    ),
+                    target(
+                        f"sum(source_tenant_platform:ingestion_failed_files_resolved:increase1h{{{PLACES}}})",
+                        "resolved",
+                        "B",
+                    ),
+                ],
+            ),
+            12,
+            8,
+        ),
+        grid.place(
+            bars(
+                "Top tenants",
+                "Tenants with the most current failures. Click for the tenant's dashboard.",
+                f"topk(10, sum by (tenant) (source_tenant_platform:ingestion_failed_files:sum{{{PLACES}}}))",
+                "{{tenant}}",
+                links=tenant_link,
+            ),
+            6,
+            8,
+        ),
+        grid.place(
+            bars(
+                "Retry count distribution",
+                "Current failures by how often they were retried.",
+                f"sum by (retry_count) (source_tenant_platform_retry_count:ingestion_failed_files:sum{{{PLACES}}})",
+                "{{retry_count}}",
+            ),
+            6,
+            8,
+        ),
+        grid.place(
+            table(
+                "Oldest unresolved failure by tenant and platform",
+                "How long the oldest current failure has been there. Click a tenant for details.",
+                f"time() - ingestion_failed_files_oldest_timestamp_seconds{{{PLACES}}}",
+                unit="s",
+                links=tenant_link,
+                thresholds=[(None, "green"), (86400, "orange")],
+            ),
+            24,
+            8,
+        ),
+        grid.row("Source health"),
+        grid.place(
+            stat(
+                "Up",
+                "1 if the source's latest poll succeeded completely.",
+                f"ingestion_source_up{{{SOURCES}}}",
+                thresholds=[(None, "red"), (1, "green")],
+            ),
+            6,
+            6,
+        ),
+        grid.place(
+            timeseries(
+                "Time since last success",
+                "Seconds since each source's latest successful poll.",
+                [
+                    target(
+                        f"time() - ingestion_source_last_success_timestamp_seconds{{{SOURCES}}}", "{{source}}"
+                    )
+                ],
+                unit="s",
+            ),
+            6,
+            6,
+        ),
+        grid.place(
+            timeseries(
+                "Poll duration p95",
+                "95th percentile of poll duration over 5 minutes.",
+                [target(f"source:ingestion_source_poll_duration_seconds:p95_5m{{{SOURCES}}}", "{{source}}")],
+                unit="s",
+            ),
+            6,
+            6,
+        ),
+        grid.place(
+            timeseries(
+                "Poll errors by reason",
+                "Failed polls in the last hour, by source and reason.",
+                [
+                    target(
+                        f"sum by (source, reason) (increase(ingestion_source_poll_errors_total{{{SOURCES}}}[1h]))",
+                        "{{source}} {{reason}}",
+                    )
+                ],
+            ),
+            6,
+            6,
+        ),
+        grid.place(
+            timeseries(
+                "Series dropped at the cap",
+                "Label sets dropped by max_series_per_source.",
+                [target(f"ingestion_source_series_dropped{{{SOURCES}}}", "{{source}}")],
+            ),
+            12,
+            6,
+        ),
+        grid.place(
+            timeseries(
+                "Records scanned per poll",
+                "Records read in each source's latest poll.",
+                [target(f"ingestion_source_records_scanned{{{SOURCES}}}", "{{source}}")],
+            ),
+            12,
+            6,
+        ),
+    ]
+    variables = [
+        variable("source", "Source", "label_values(ingestion_source_info, source)"),
+        variable("tenant", "Tenant", 'label_values(ingestion_failed_files{source=~"$source"}, tenant)'),
+        variable(
+            "platform",
+            "Platform",
+            'label_values(ingestion_failed_files{source=~"$source", tenant=~"$tenant"}, platform)',
+        ),
+        variable("error_type", "Error type", f"label_values(ingestion_failed_files{{{PLACES}}}, error_type)"),
+    ]
+    return dashboard(
+        OVERVIEW_UID,
+        "Ingestion failures — overview",
+        "Which files ingestion pipelines failed on, for whom, why, and whether retries help.",
+        variables,
+        panels,
+    )
+
+
+def tenant() -> dict[str, Any]:
+    grid = Layout()
+    one = 'tenant="$tenant", source=~"$source"'
+    panels = [
+        grid.place(
+            stat(
+                "Failed files",
+                "Current failure records of this tenant.",
+                f"sum(ingestion_failed_files{{{one}}})",
+            ),
+            6,
+            4,
+        ),
+        grid.place(
+            stat(
+                "New in the last hour",
+                "Records first seen in the last hour.",
+                f"sum(increase(ingestion_failed_files_discovered_total{{{one}}}[1h]))",
+            ),
+            6,
+            4,
+        ),
+        grid.place(
+            stat(
+                "At the retry cap",
+                "Failures retried retry_count_cap times or more.",
+                f'sum(ingestion_failed_files{{{one}, retry_count=~".*\\\\+"}})',
+            ),
+            6,
+            4,
+        ),
+        grid.place(
+            stat(
+                "Oldest unresolved failure",
+                "Age of this tenant's oldest current failure.",
+                f"time() - min(ingestion_failed_files_oldest_timestamp_seconds{{{one}}})",
+                unit="s",
+                thresholds=[(None, "green"), (86400, "orange")],
+            ),
+            6,
+            4,
+        ),
+        grid.place(
+            timeseries(
+                "By platform",
+                "Current failures, by platform.",
+                [
+                    target(
+                        f"sum by (platform) (source_tenant_platform:ingestion_failed_files:sum{{{one}}})",
+                        "{{platform}}",
+                    )
+                ],
+            ),
+            12,
+            8,
+        ),
+        grid.place(
+            timeseries(
+                "By error type",
+                "Current failures, by error type.",
+                [
+                    target(
+                        f"sum by (error_type) (source_tenant_platform_error_type:ingestion_failed_files:sum{{{one}}})",
+                        "{{error_type}}",
+                    )
+                ],
+            ),
+            12,
+            8,
+        ),
+        grid.place(
+            timeseries(
+                "By retry count",
+                "Current failures, by retry count.",
+                [
+                    target(
+                        f"sum by (retry_count) (source_tenant_platform_retry_count:ingestion_failed_files:sum{{{one}}})",
+                        "{{retry_count}}",
+                    )
+                ],
+            ),
+            12,
+            8,
+        ),
+        grid.place(
+            timeseries(
+                "New and resolved per hour",
+                "Records first seen and records gone, per hour.",
+                [
+                    target(
+                        f"sum(source_tenant_platform_error_type:ingestion_failed_files_discovered:increase1h{{{one}}})",
+                        "new",
+                        "A",
+                    ),
+                    target(
+                        f"sum(source_tenant_platform:ingestion_failed_files_resolved:increase1h{{{one}}})",
+                        "resolved",
+                        "B",
+                    ),
+                ],
+            ),
+            12,
+            8,
+        ),
+        grid.place(
+            table(
+                "Current failures",
+                "Failure records by platform, error type and retry count.",
+                f"sum by (source, platform, error_type, retry_count) (ingestion_failed_files{{{one}}})",
+            ),
+            24,
+            10,
+        ),
+    ]
+    variables = [
+        variable("tenant", "Tenant", "label_values(ingestion_failed_files, tenant)", multi=False),
+        variable("source", "Source", 'label_values(ingestion_failed_files{tenant="$tenant"}, source)'),
+    ]
+    back = [
+        {
+            "title": "Overview",
+            "type": "link",
+            "url": f"/d/{OVERVIEW_UID}/ingestion-failures-overview",
+            "icon": "dashboard",
+            "keepTime": True,
+        }
+    ]
+    return dashboard(
+        TENANT_UID,
+        "Ingestion failures — tenant",
+        "One tenant's failed files by platform, error type and retry count.",
+        variables,
+        panels,
+        back,
+    )
+
+
+DASHBOARDS = {"overview.json": overview, "tenant.json": tenant}
+
+
+def render(build: Any) -> str:
+    return json.dumps(build(), indent=2, ensure_ascii=False) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--check", action="store_true", help="fail if the committed JSON is not what this generates"
+    )
+    args = parser.parse_args()
+    stale = []
+    for name, build in DASHBOARDS.items():
+        path = HERE / name
+        text = render(build)
+        if args.check:
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                stale.append(name)
+        else:
+            path.write_text(text, encoding="utf-8")
+    if stale:
+        print(f"out of date: {', '.join(stale)}; run python dashboards/generate.py", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,159 @@
+"""Alert rules with promtool, the Alertmanager example with amtool, the dashboards' shape."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+RULES = ROOT / "alerts" / "ingestion-failures.rules.yml"
+RULE_TESTS = ROOT / "alerts" / "tests" / "ingestion-failures.test.yml"
+ALERTMANAGER = ROOT / "deploy" / "alertmanager.yml"
+RUNBOOKS = ROOT / "docs" / "runbooks.md"
+DASHBOARDS = sorted((ROOT / "dashboards").glob("*.json"))
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed: run `make test`, which installs it from Debian's packages")
+    return path
+
+
+def run(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=ROOT)
+
+
+def alerts() -> list[dict[str, Any]]:
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"] if "alert" in rule]
+
+
+def test_promtool_check_rules_is_clean() -> None:
+    result = run(tool("promtool"), "check", "rules", str(RULES))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 17 rules found" in result.stdout
+
+
+def test_promtool_unit_tests_pass() -> None:
+    result = run(tool("promtool"), "test", "rules", str(RULE_TESTS))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_alert_is_tested_firing_and_not_firing() -> None:
+    cases = yaml.safe_load(RULE_TESTS.read_text())["tests"]
+    checks = [c for case in cases for c in case.get("alert_rule_test", [])]
+    firing = {c["alertname"] for c in checks if c.get("exp_alerts")}
+    silent = {c["alertname"] for c in checks if not c.get("exp_alerts")}
+    names = {rule["alert"] for rule in alerts()}
+    assert names == {
+        "IngestionSourceDown",
+        "IngestionSourceStale",
+        "IngestionPollErrorsRising",
+        "IngestionFailedFilesSpike",
+        "IngestionPersistentFailures",
+        "IngestionUnresolvedFailuresOld",
+        "IngestionAccessDeniedBurst",
+        "IngestionSeriesCapHit",
+        "IngestionExporterAbsent",
+    }
+    assert firing == names and silent == names
+
+
+@pytest.mark.parametrize("rule", alerts(), ids=lambda rule: rule["alert"])
+def test_every_alert_has_severity_texts_and_a_written_runbook(rule: dict[str, Any]) -> None:
+    assert rule["labels"]["severity"] in ("critical", "warning")
+    assert rule["for"]
+    annotations = rule["annotations"]
+    assert annotations["summary"] and annotations["description"]
+    anchor = annotations["runbook_url"].rsplit("#", 1)[1]
+    assert annotations["runbook_url"].endswith(f"docs/runbooks.md#{rule['alert'].lower()}")
+    section = re.search(rf"^## {rule['alert']}\n(.*?)(?=^## |\Z)", RUNBOOKS.read_text(), re.M | re.S)
+    assert section is not None and anchor == rule["alert"].lower()
+    for heading in ("What it means", "How to confirm", "How to fix"):
+        assert f"**{heading}**" in section.group(1)
+
+
+def test_amtool_accepts_the_alertmanager_example() -> None:
+    result = run(tool("amtool"), "check-config", str(ALERTMANAGER))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("labels", "receiver"),
+    [
+        (["severity=critical", "alertname=IngestionSourceDown"], "pager"),
+        (["severity=warning", "alertname=IngestionFailedFilesSpike"], "tickets"),
+    ],
+)
+def test_alerts_route_by_severity(labels: list[str], receiver: str) -> None:
+    result = run(tool("amtool"), "config", "routes", "test", f"--config.file={ALERTMANAGER}", *labels)
+    assert result.stdout.strip() == receiver
+
+
+def test_per_tenant_alerts_are_inhibited_while_their_source_is_down() -> None:
+    config = yaml.safe_load(ALERTMANAGER.read_text())
+    assert config["route"]["group_by"] == ["alertname", "source", "tenant"]
+    [inhibit, *_] = config["inhibit_rules"]
+    assert inhibit["equal"] == ["source"]
+    assert "IngestionSourceDown" in inhibit["source_matchers"][0]
+    assert "IngestionFailedFilesSpike" in inhibit["target_matchers"][0]
+
+
+def test_committed_dashboards_are_what_the_generator_makes() -> None:
+    result = run(sys.executable, "dashboards/generate.py", "--check")
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_dashboards_are_importable_as_they_are(path: Path) -> None:
+    board = json.loads(path.read_text())
+    assert board["schemaVersion"] >= 39
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert (
+        variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    )
+    panels = [p for p in board["panels"] if p["type"] != "row"]
+    assert panels
+    for panel in panels:
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+        assert all(t["datasource"]["uid"] == "${datasource}" for t in panel["targets"])
+    uids = re.findall(r'"uid": "([^"]+)"', path.read_text())
+    assert set(uids) <= {"${datasource}", board["uid"]}  # nothing environment-specific
+    for name, variable in variables.items():
+        if name != "datasource" and variable.get("multi"):
+            assert variable["includeAll"] and variable["allValue"] == ".*"
+
+
+def test_overview_has_the_four_filters_and_links_tenants_to_the_tenant_dashboard() -> None:
+    overview = json.loads((ROOT / "dashboards" / "overview.json").read_text())
+    names = [v["name"] for v in overview["templating"]["list"]]
+    assert names == ["datasource", "source", "tenant", "platform", "error_type"]
+    links = [
+        link["url"]
+        for p in overview["panels"]
+        for link in p.get("fieldConfig", {}).get("defaults", {}).get("links", [])
+    ]
+    assert links and all(url.startswith("/d/ingestion-failures-tenant/") for url in links)
+
+
+def test_deploy_files_use_the_same_rules_and_dashboards() -> None:
+    compose = yaml.safe_load((ROOT / "deploy" / "docker-compose.yml").read_text())
+    mounts = [m for service in compose["services"].values() for m in service.get("volumes", [])]
+    for mount in mounts:
+        host = mount.split(":", 1)[0]
+        if host.startswith("."):
+            assert (ROOT / "deploy" / host).resolve().exists(), mount
+    assert any(m.startswith("../alerts:") for m in mounts)
+    assert any(m.startswith("../dashboards:") for m in mounts)
+    prometheus = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    assert [Path(p).name for p in prometheus["rule_files"]] == [RULES.name]
