@@ -1,0 +1,215 @@
+"""Benchmarks of the exporter's hot paths, each beside its baseline in the same run.
+
+    make bench            # or: python bench/run.py [--records N] [--series N]
+
+1. scrape: HTTP scrapes over loopback of our server, which serves the snapshot rendered once
+   per poll, vs prometheus_client's own HTTP server rendering the same collector per scrape.
+2. classification: the memoized classifier, vs the same rules evaluated for every record.
+3. aggregation memory: the streaming aggregator (labels, timestamp and a digest per identity),
+   vs keeping the poll's records.
+Figures go to docs/performance.md by hand; nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import random
+import statistics
+import time
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+from exporter.aggregate import PollAggregator
+from exporter.classify import Classifier
+from exporter.records import FailureRecord
+from exporter.snapshot import StateCollector, render
+from exporter.state import SourceState
+
+MESSAGES = [
+    "Access to the path 'C:\\Data\\HR\\file-{n}.docx' is denied.",
+    "File exceeds maximum size limit of 50MB",
+    "Unable to parse document content",
+    "The process cannot access the file because it is being used by another process.",
+    "Request throttled by Microsoft Graph (429 Too Many Requests)",
+    "Embedding service rejected chunk {n}",
+    "Something odd happened on item {n}",
+]
+
+
+def records(count: int, tenants: int, seed: int = 1) -> list[FailureRecord]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(count):
+        message = rng.choice(MESSAGES).format(n=rng.randrange(50))  # realistic repetition
+        out.append(
+            FailureRecord(
+                tenant=f"tenant-{rng.randrange(tenants)}",
+                platform=rng.choice(["sharepoint", "servicenow", "confluence"]),
+                identity=(f"tenant-{i % tenants}", f"file-{i}"),
+                message=message,
+                retry_count=rng.randrange(8),
+                failed_at=1.7e9 + rng.random() * 86400,
+            )
+        )
+    return out
+
+
+def aggregate(items: list[FailureRecord], classifier: Classifier) -> Any:
+    aggregator = PollAggregator(
+        classifier=classifier, retry_count_cap=5, max_series=10**9, owns_tenant=lambda _: True
+    )
+    for record in items:
+        aggregator.add(record)
+    return aggregator.finish(None)
+
+
+def timed(action: Callable[[], Any], repeat: int) -> float:
+    """Median seconds of ``repeat`` runs."""
+    samples = []
+    for _ in range(repeat):
+        gc.collect()
+        start = time.perf_counter()
+        action()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def bench_scrape(series_per_source: int, sources: int, scrapes: int) -> list[tuple[str, str, str]]:
+    import httpx
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from exporter.config import build_settings
+    from exporter.poller import Exporter
+    from exporter.web import WebServer
+
+    states = []
+    tenants = max(1, series_per_source // 126)  # 3 platforms x 7 types x 6 retry buckets each
+    for s in range(sources):
+        state = SourceState(name=f"source-{s}", kind="rezolve", interval=300, stale_after=900)
+        state.record_result(
+            aggregate(records(series_per_source * 4, tenants, seed=s), Classifier()), {}, 0, 1
+        )
+        states.append(state)
+    series = sum(len(s.result.counts) for s in states if s.result)
+
+    ours = Exporter(build_settings({}, {}))
+    ours.snapshot = render(states)
+    server = WebServer(ours, "127.0.0.1", 0).start()
+    registry = CollectorRegistry()
+    registry.register(StateCollector(states))  # type: ignore[arg-type]
+    baseline_server, _ = start_http_server(0, addr="127.0.0.1", registry=registry)
+    baseline_port = baseline_server.server_address[1]
+    results = {}
+    with httpx.Client() as client:
+        for name, port in (("baseline", baseline_port), ("ours", server.port)):
+            url = f"http://127.0.0.1:{port}/metrics"
+            for encoding in ("identity", "gzip"):
+                headers = {"accept-encoding": encoding}
+                client.get(url, headers=headers)  # warm up
+                results[name, encoding] = timed(
+                    lambda u=url, h=headers: client.get(u, headers=h).content, scrapes
+                )
+    server.stop()
+    baseline_server.shutdown()
+    size = len(ours.snapshot.text) // 1024
+
+    def ms(name: str) -> str:
+        return f"{results[name, 'identity'] * 1000:.1f} ms; gzip {results[name, 'gzip'] * 1000:.1f} ms"
+
+    return [
+        (
+            f"HTTP scrape, {series:,} failure series ({size:,} KiB)",
+            "prometheus_client server, render per scrape (baseline)",
+            ms("baseline"),
+        ),
+        (
+            "",
+            "pre-rendered snapshot (ours)",
+            ms("ours"),
+        ),
+    ]
+
+
+def bench_classify(count: int) -> list[tuple[str, str, str]]:
+    items = records(count, 50)
+    plain = Classifier()
+    plain.classify = plain._classify  # type: ignore[method-assign]  # the same rules, not memoized
+    baseline = timed(lambda: aggregate(items, plain), 3)
+    ours = timed(lambda: aggregate(items, Classifier()), 3)
+    return [
+        (
+            f"aggregate {count:,} records",
+            "classify every record (baseline)",
+            f"{baseline:.2f} s ({count / baseline:,.0f}/s)",
+        ),
+        ("", "memoized classification (ours)", f"{ours:.2f} s ({count / ours:,.0f}/s)"),
+    ]
+
+
+def peak_bytes(action: Callable[[], Any]) -> tuple[int, Any]:
+    gc.collect()
+    tracemalloc.start()
+    kept = action()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak, kept
+
+
+def bench_memory(count: int) -> list[tuple[str, str, str]]:
+    classifier = Classifier()
+
+    def keep_records() -> list[FailureRecord]:
+        return records(count, 50, seed=2)
+
+    def streaming() -> Any:
+        # Records are produced and dropped one by one, as a source's parser does.
+        aggregator = PollAggregator(
+            classifier=classifier, retry_count_cap=5, max_series=10**9, owns_tenant=lambda _: True
+        )
+        rng = random.Random(2)
+        for i in range(count):
+            aggregator.add(
+                FailureRecord(
+                    tenant=f"tenant-{rng.randrange(50)}",
+                    platform="sharepoint",
+                    identity=(f"t{i % 50}", f"file-{i}"),
+                    message=rng.choice(MESSAGES).format(n=rng.randrange(50)),
+                    retry_count=rng.randrange(8),
+                    failed_at=1.7e9 + rng.random() * 86400,
+                )
+            )
+        return aggregator.finish(None)
+
+    baseline, _ = peak_bytes(keep_records)
+    ours, result = peak_bytes(streaming)
+    return [
+        (f"memory of a {count:,}-record poll", "keep the records (baseline)", f"{baseline / 2**20:.1f} MiB"),
+        ("", f"streaming aggregation (ours), {len(result.counts)} label sets", f"{ours / 2**20:.1f} MiB"),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument(
+        "--series", type=int, default=5_000, help="failure series per source in the scrape benchmark"
+    )
+    parser.add_argument("--sources", type=int, default=2)
+    parser.add_argument("--scrapes", type=int, default=20)
+    args = parser.parse_args()
+    rows = [
+        *bench_scrape(args.series, args.sources, args.scrapes),
+        *bench_classify(args.records),
+        *bench_memory(args.records),
+    ]
+    print("| benchmark | variant | result |\n| --- | --- | --- |")
+    for row in rows:
+        print(f"| {' | '.join(row)} |")
+
+
+if __name__ == "__main__":
+    main()
