@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 $(AZURITE):
 	npm install --prefix $(TOOLS) --no-audit --no-fund --loglevel=error azurite@$(AZURITE_VERSION)
 
-$(SYSTEM_TOOLS):
+$(SYSTEM_TOOLS) &:
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >/dev/null
 	# The packages start services where an init system runs; the tests start their own.
