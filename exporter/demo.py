@@ -61,46 +61,18 @@ class Demo:
         """Start everything; returns the configuration document that reads it."""
         rng = self._rng
         rz = self._keep(rezolve.RezolveSimulator().start())
-        tenants = rezolve.seed_demo(rz, rng)
+        rezolve.seed_demo(rz, rng)
         cv = self._keep(commvault.CommvaultSimulator().start())
         commvault.seed_demo(cv, rng)
         un = self._keep(unstructured.UnstructuredSimulator().start())
         unstructured.seed_demo(un, rng)
         ae = self._keep(aep.AepSimulator().start())
         aep.seed_demo(ae, rng)
-        sources: list[dict[str, Any]] = [
-            {
-                "name": "rezolve-demo",
-                "kind": "rezolve",
-                "base_url": rz.url,
-                "token": rz.token,
-                "tenants": [{"tenant_id": t, "rezolve_domain": d} for t, d in tenants],
-            },
-            {
-                "name": "commvault-demo",
-                "kind": "commvault",
-                "base_url": cv.url,
-                "username": cv.username,
-                "password": cv.password,
-                "tenant": "acme",
-            },
-            {
-                "name": "unstructured-demo",
-                "kind": "unstructured",
-                "base_url": un.url,
-                "api_key": un.api_key,
-                "tenant": "acme",
-            },
-            {
-                "name": "aep-demo",
-                "kind": "aep",
-                "base_url": ae.url,
-                "org_id": ae.org_id,
-                "sandbox": ae.sandbox,
-                "client_id": ae.api_key,
-                "client_secret": ae.client_secret,
-                "ims_url": f"{ae.url}/ims/token/v3",
-            },
+        sources = [
+            rz.source_config("rezolve-demo"),
+            cv.source_config("commvault-demo", tenant="acme"),
+            un.source_config("unstructured-demo", tenant="acme"),
+            ae.source_config("aep-demo"),
         ]
         table = os.environ.get(TABLE_ENV, AZURITE)
         host, port = table_address(table)

@@ -5,7 +5,6 @@ all on 127.0.0.1, with short intervals. The deploy/ files are the ones used here
 from __future__ import annotations
 
 import json
-import random
 import re
 import shutil
 import subprocess
@@ -22,7 +21,7 @@ import httpx
 import pytest
 import yaml
 
-from exporter.simulators import aep, commvault, rezolve, unstructured
+from exporter.demo import Demo
 from tests.conftest import ROOT, eventually, free_port, wait_for_port
 
 pytestmark = pytest.mark.e2e
@@ -129,58 +128,6 @@ def prometheus_for_test(rules: Path, exporter_port: int, alertmanager_port: int)
     return config
 
 
-def exporter_config() -> tuple[dict[str, Any], list[Any]]:
-    rng = random.Random(7)
-    rz = rezolve.RezolveSimulator().start()
-    tenants = rezolve.seed_demo(rz, rng)
-    cv = commvault.CommvaultSimulator().start()
-    commvault.seed_demo(cv, rng)
-    un = unstructured.UnstructuredSimulator().start()
-    unstructured.seed_demo(un, rng)
-    ae = aep.AepSimulator().start()
-    aep.seed_demo(ae, rng)
-    config = {
-        "poll_interval": "2s",
-        "stale_after": "1h",
-        "sources": [
-            {
-                "name": "rezolve-e2e",
-                "kind": "rezolve",
-                "base_url": rz.url,
-                "token": rz.token,
-                "timeout": "2s",
-                "tenants": [{"tenant_id": t, "rezolve_domain": d} for t, d in tenants],
-            },
-            {
-                "name": "commvault-e2e",
-                "kind": "commvault",
-                "base_url": cv.url,
-                "username": cv.username,
-                "password": cv.password,
-                "tenant": "acme",
-            },
-            {
-                "name": "unstructured-e2e",
-                "kind": "unstructured",
-                "base_url": un.url,
-                "api_key": un.api_key,
-                "tenant": "acme",
-            },
-            {
-                "name": "aep-e2e",
-                "kind": "aep",
-                "base_url": ae.url,
-                "org_id": ae.org_id,
-                "sandbox": ae.sandbox,
-                "client_id": ae.api_key,
-                "client_secret": ae.client_secret,
-                "ims_url": f"{ae.url}/ims/token/v3",
-            },
-        ],
-    }
-    return config, [rz, cv, un, ae]
-
-
 @dataclass
 class Stack:
     prometheus: str
@@ -202,9 +149,12 @@ class Stack:
 @pytest.fixture
 def stack(tmp_path: Path, webhook: Webhook) -> Iterator[Stack]:
     processes = Processes(tmp_path)
-    config, simulators = exporter_config()
+    demo = Demo(seed=7)  # the demo's simulators and data, polled every 2 s
+    config = {**demo.start(), "poll_interval": "2s", "stale_after": "1h"}
+    simulators = demo.simulators
     try:
         exporter_port, am_port, prom_port = free_port(), free_port(), free_port()
+        del config["listen_address"]
         (tmp_path / "exporter.yml").write_text(yaml.safe_dump(config))
         processes.start(
             "exporter",
@@ -256,8 +206,7 @@ def stack(tmp_path: Path, webhook: Webhook) -> Iterator[Stack]:
         raise
     finally:
         processes.stop()
-        for simulator in simulators:
-            simulator.stop()
+        demo.stop()
 
 
 def substitute(expr: str, values: dict[str, str]) -> str:
@@ -306,12 +255,12 @@ def test_the_stack_alerts_and_every_dashboard_panel_has_data(stack: Stack, webho
 
     [alert, *_] = eventually(source_down, 60)
     assert alert["status"] == "firing"
-    assert alert["labels"]["source"] == "rezolve-e2e"
+    assert alert["labels"]["source"] == "rezolve-demo"
     assert alert["labels"]["severity"] == "critical"
     assert alert["labels"]["job"] == "ingestion-failure-exporter"
     assert alert["annotations"]["runbook_url"].endswith("docs/runbooks.md#ingestionsourcedown")
-    assert "rezolve-e2e" in alert["annotations"]["summary"]
-    errors = stack.query('ingestion_source_poll_errors_total{source="rezolve-e2e", reason="auth"} > 0')
+    assert "rezolve-demo" in alert["annotations"]["summary"]
+    errors = stack.query('ingestion_source_poll_errors_total{source="rezolve-demo", reason="auth"} > 0')
     assert errors
-    healthy = stack.query('ingestion_source_up{source=~"commvault-e2e|unstructured-e2e|aep-e2e"} == 1')
+    healthy = stack.query('ingestion_source_up{source=~"commvault-demo|unstructured-demo|aep-demo"} == 1')
     assert len(healthy) == 3  # the other sources are untouched

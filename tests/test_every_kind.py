@@ -93,39 +93,15 @@ def test_once_with_every_kind_prints_exactly_the_spec_series(
             {"p.json": validation_file("is not a valid date-time")},
         )
     )
+    one_platform = [{"tenant_id": TENANT_A, "rezolve_domain": "acme.rezolve.ai", "platforms": ["sharepoint"]}]
+    table_source = {"name": "table", "kind": "azure_table", "connection_string": azurite.connection_string}
     config = {
         "sources": [
-            rezolve_source(
-                rezolve,
-                name="rezolve",
-                tenants=[
-                    {"tenant_id": TENANT_A, "rezolve_domain": "acme.rezolve.ai", "platforms": ["sharepoint"]}
-                ],
-            ),
-            {
-                "name": "table",
-                "kind": "azure_table",
-                "connection_string": azurite.connection_string,
-                "table_name": "EveryKind",
-            },
-            {
-                "name": "commvault",
-                "kind": "commvault",
-                "base_url": cv.url,
-                "username": cv.username,
-                "password": cv.password,
-            },
-            {"name": "unstructured", "kind": "unstructured", "base_url": un.url, "api_key": un.api_key},
-            {
-                "name": "aep",
-                "kind": "aep",
-                "base_url": ae.url,
-                "org_id": ae.org_id,
-                "sandbox": ae.sandbox,
-                "client_id": ae.api_key,
-                "client_secret": ae.client_secret,
-                "ims_url": f"{ae.url}/ims/token/v3",
-            },
+            rezolve_source(rezolve, name="rezolve", tenants=one_platform),
+            {**table_source, "table_name": "EveryKind"},
+            cv.source_config("commvault"),
+            un.source_config("unstructured"),
+            ae.source_config("aep"),
         ]
     }
     result = run_cli("--once", config=config, tmp_path=tmp_path)

@@ -77,6 +77,20 @@ class AepSimulator(Simulator):
         self.route("GET", f"{CATALOG}/batches", self._batches)
         self.route("GET", rf"{EXPORT}/batches/(?P<id>[^/]+)/failed", self._failed)
 
+    def source_config(self, name: str, **extra: Any) -> dict[str, Any]:
+        """An ``aep`` source using OAuth server-to-server against this simulator's token endpoint."""
+        return {
+            "name": name,
+            "kind": "aep",
+            "base_url": self.url,
+            "org_id": self.org_id,
+            "sandbox": self.sandbox,
+            "client_id": self.api_key,
+            "client_secret": self.client_secret,
+            "ims_url": f"{self.url}/ims/token/v3",
+            **extra,
+        }
+
     def add_static_token(self, token: str) -> None:
         with self.lock:
             self.tokens[token] = float("inf")

@@ -86,6 +86,17 @@ class CommvaultSimulator(Simulator):
         self.route("GET", r"/Job/(?P<id>\d+)", self._one_job)
         self.route("GET", r"/Job/(?P<id>\d+)/FailedItems", self._failed_items)
 
+    def source_config(self, name: str, **extra: Any) -> dict[str, Any]:
+        """A ``commvault`` source that logs in to this simulator."""
+        return {
+            "name": name,
+            "kind": "commvault",
+            "base_url": self.url,
+            "username": self.username,
+            "password": self.password,
+            **extra,
+        }
+
     def add_job(self, job: SimJob) -> SimJob:
         with self.lock:
             self.jobs[job.job_id] = job

@@ -69,6 +69,19 @@ class RezolveSimulator(Simulator):
         self.files: dict[tuple[str, str], dict[str, RezolveFile]] = {}
         self.route("POST", PATH, self._failed_files)
 
+    def source_config(self, name: str, **extra: Any) -> dict[str, Any]:
+        """A ``rezolve`` source reading this simulator, for every tenant it knows."""
+        with self.lock:
+            tenants = [{"tenant_id": t, "rezolve_domain": d} for t, d in self.tenants.items()]
+        return {
+            "name": name,
+            "kind": "rezolve",
+            "base_url": self.url,
+            "token": self.token,
+            "tenants": tenants,
+            **extra,
+        }
+
     def add_tenant(self, tenant_id: str, domain: str) -> None:
         with self.lock:
             self.tenants[tenant_id] = domain

@@ -82,6 +82,10 @@ class UnstructuredSimulator(Simulator):
         self.route("GET", r"/api/v1/workflows/(?P<id>[^/]+)", self._workflow)
         self.route("GET", r"/api/v1/sources/(?P<id>[^/]+)", self._connector)
 
+    def source_config(self, name: str, **extra: Any) -> dict[str, Any]:
+        """An ``unstructured`` source reading this simulator."""
+        return {"name": name, "kind": "unstructured", "base_url": self.url, "api_key": self.api_key, **extra}
+
     def add_workflow(self, name: str, connector_type: str | None) -> str:
         workflow_id = str(uuid.uuid4())
         with self.lock:
