@@ -191,3 +191,27 @@ def test_a_wrong_client_secret_is_auth(aep: AepSimulator) -> None:
 )
 def test_first_validation_message(content: bytes, message: str) -> None:
     assert first_validation_message(content) == message
+
+
+def test_a_next_link_to_another_host_is_followed_on_the_configured_base_url(aep: AepSimulator) -> None:
+    batch(aep, "B1", {f"part-{i}.json": validation_file(BAD_DATE) for i in range(3)})
+    listing = {
+        "data": [{"name": "part-0.json", "length": "10"}],
+        "_links": {
+            "next": {
+                "href": "https://elsewhere.example:443/data/foundation/export/batches/B1/failed?start=1&limit=100"
+            }
+        },
+    }
+    aep.inject(
+        "/export/batches/B1/failed$",
+        status=200,
+        body=json.dumps(listing),
+        times=1,
+        when=lambda request: request.arg("path") is None,
+    )
+    exporter = run_polls(oauth(aep))
+    assert exporter.states["aep"].up is True
+    follow_up = [r for r in aep.calls("/export/batches/B1/failed$") if r.arg("start") == "1"]
+    assert follow_up and follow_up[0].headers["host"] == aep.url.removeprefix("http://")
+    assert failure_series(exporter) == {key("SCHEMA_VALIDATION"): 3}
