@@ -192,9 +192,13 @@ class AepSource(HttpSource[AepConfig]):
         while target is not None:
             body = await self._get_json(target, params=params)
             data = body.get("data") if isinstance(body, dict) else None
-            if not isinstance(data, list):
-                raise PollError(Reason.INVALID_RESPONSE, f"batch {batch_id}: failed-file listing has no data")
-            fresh = [f for f in data if isinstance(f, dict) and f.get("name") not in names]
+            if not isinstance(data, list) or not all(
+                isinstance(f, dict) and isinstance(f.get("name"), str) for f in data
+            ):
+                raise PollError(
+                    Reason.INVALID_RESPONSE, f"batch {batch_id}: failed-file listing is not a list of files"
+                )
+            fresh = [f for f in data if f["name"] not in names]
             names += [str(f["name"]) for f in fresh if is_failed_file(f)]
             following = ((body.get("_links") or {}).get("next") or {}).get("href")
             if following and fresh:

@@ -70,6 +70,15 @@ def check_logical_error(body: Any, what: str) -> None:
         raise PollError(Reason.HTTP_ERROR, f"{what}: {message}")
 
 
+def number(value: Any, what: str) -> float:
+    """A numeric field that may come as a number or a string of digits."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return float(value)
+    raise PollError(Reason.INVALID_RESPONSE, f"GET /Job: {what} is not a number: {value!r:.40}")
+
+
 def job_from_summary(summary: dict[str, Any]) -> Job:
     nested = summary.get("subclient")
     subclient: dict[str, Any] = nested if isinstance(nested, dict) else {}
@@ -77,11 +86,11 @@ def job_from_summary(summary: dict[str, Any]) -> Job:
     counted = [n for n in failed if isinstance(n, int)]
     status = str(summary.get("status") or "").lower()
     return Job(
-        job_id=int(summary["jobId"]),
+        job_id=int(number(summary["jobId"], "jobId")),
         platform=slug(str(summary.get("appTypeName") or "unknown")),
         client=str(subclient.get("clientName") or summary.get("destClientName") or ""),
         subclient=str(subclient.get("subclientName") or summary.get("subclientName") or ""),
-        ended=float(summary.get("jobEndTime") or 0),
+        ended=number(summary.get("jobEndTime") or 0, "jobEndTime"),
         # No failure counts (not every agent fills them) or a status other than a clean
         # "Completed": look at the job's failed items.
         may_have_failures=sum(counted) > 0 or not counted or status != "completed",

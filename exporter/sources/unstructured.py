@@ -116,7 +116,11 @@ class UnstructuredSource(HttpSource[UnstructuredConfig]):
         if not isinstance(details, dict):
             raise PollError(Reason.INVALID_RESPONSE, f"job {job.job_id}: details are not an object")
         stats = details.get("node_stats") or []
-        failures = sum(s.get("failure") or 0 for s in stats if isinstance(s, dict))
+        if not isinstance(stats, list) or not all(
+            isinstance(s, dict) and isinstance(s.get("failure", 0), int) for s in stats
+        ):
+            raise PollError(Reason.INVALID_RESPONSE, f"job {job.job_id}: node_stats are not node counts")
+        failures = sum(s.get("failure") or 0 for s in stats)
         status = str(details.get("processing_status") or "").lower()
         return failures > 0 or status in DETAIL_STATUSES_WITH_FAILURES
 

@@ -1,0 +1,102 @@
+"""A hostile source answers JSON of the wrong shape: the poll fails as invalid_response, never as
+an internal error, and other sources are untouched."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from exporter.records import Reason
+from exporter.simulators.aep import AepSimulator, SimBatch, validation_file
+from exporter.simulators.commvault import CommvaultSimulator, SimJob
+from exporter.simulators.unstructured import SimJob as UnstructuredJob
+from exporter.simulators.unstructured import UnstructuredSimulator
+from tests.conftest import run_polls
+
+NOW = time.time()
+WRONG = ["[]", '"text"', "null", "42", '{"unexpected": true}']
+
+
+@pytest.fixture
+def sims() -> Iterator[dict[str, Any]]:
+    cv = CommvaultSimulator().start()
+    cv.add_job(
+        SimJob(1, "Windows File System", "fs01", "default", NOW - 60, [("C:\\a", "Access is denied.")])
+    )
+    un = UnstructuredSimulator().start()
+    wf = un.add_workflow("kb", "s3")
+    un.add_job(UnstructuredJob("j1", wf, "COMPLETED", NOW - 60, [("a.pdf", "timed out")]))
+    ae = AepSimulator().start()
+    ae.add_batch(SimBatch("B1", int((NOW - 60) * 1000), "failed", [], {"p.json": validation_file("x")}))
+    try:
+        yield {"commvault": cv, "unstructured": un, "aep": ae}
+    finally:
+        for sim in (cv, un, ae):
+            sim.stop()
+
+
+CASES = [
+    (
+        "commvault",
+        "^/Job$",
+        [
+            *WRONG[:3],
+            '{"jobs": [{"jobSummary": {"jobId": "abc"}}]}',
+            '{"jobs": [{"jobSummary": {"jobId": 1, "jobEndTime": "yesterday"}}]}',
+            '{"jobs": "none"}',
+        ],
+    ),
+    (
+        "commvault",
+        "/FailedItems$",
+        [
+            *WRONG[:4],
+            '{"failedItems": [1, 2]}',
+            '{"isFailedItemsCSV": true, "failedItemsCSV": {"columns": "Reason", "rows": []}}',
+            '{"isFailedItemsCSV": true, "failedItemsCSV": {"columns": ["Reason"], "rows": [{"row": "x"}]}}',
+        ],
+    ),
+    (
+        "unstructured",
+        "/api/v1/jobs/$",
+        [
+            '{"jobs": []}',
+            '"text"',
+            "[1]",
+            '[{"id": 1, "workflow_id": "w", "status": "COMPLETED", "created_at": "2099-01-01T00:00:00Z"}]',
+        ],
+    ),
+    (
+        "unstructured",
+        "/details$",
+        [*WRONG[:3], '{"node_stats": [{"failure": "many"}]}', '{"node_stats": "x"}'],
+    ),
+    (
+        "unstructured",
+        "/failed-files$",
+        [*WRONG, '{"failed_files": [{"error": "x"}]}', '{"failed_files": [1]}'],
+    ),
+    ("aep", "/catalog/batches$", [*WRONG[:4], '{"B1": "failed"}']),
+    (
+        "aep",
+        "/export/batches/B1/failed$",
+        [*WRONG, '{"data": [1, 2]}', '{"data": [{"name": 5, "length": "1"}]}'],
+    ),
+]
+
+
+def config(name: str, sim: Any) -> dict[str, Any]:
+    return {"sources": [sim.source_config(name, timeout="2s")]}
+
+
+@pytest.mark.parametrize(("kind", "path", "body"), [(k, p, b) for k, p, bodies in CASES for b in bodies])
+def test_a_wrong_shape_is_invalid_response(sims: dict[str, Any], kind: str, path: str, body: str) -> None:
+    sim = sims[kind]
+    when = (lambda r: r.arg("path") is None) if kind == "aep" else None
+    sim.inject(path, status=200, body=body, when=when)
+    state = run_polls(config(kind, sim)).states[kind]
+    assert state.up is False
+    assert {reason for reason, n in state.errors.items() if n} == {Reason.INVALID_RESPONSE}, state.last_error
