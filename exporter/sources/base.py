@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
@@ -14,6 +14,7 @@ from exporter.records import FailureRecord, PollError
 
 ConfigT = TypeVar("ConfigT", bound=SourceConfig)
 T = TypeVar("T")
+IdentityT = TypeVar("IdentityT", bound=tuple[str, ...])
 
 
 class RecordSink(Protocol):
@@ -92,14 +93,14 @@ class Repeat:
     runs: int = 1
 
 
-class RepeatedFailures(Generic[T]):
+class RepeatedFailures(Generic[IdentityT]):
     """Merges failures of the same identity across the runs (jobs) of a window into one record
     whose retry count is the number of *other* runs it failed in (SPEC section 8)."""
 
     def __init__(self) -> None:
-        self._seen: dict[T, Repeat] = {}
+        self._seen: dict[IdentityT, Repeat] = {}
 
-    def add(self, identity: T, message: str, when: float, run: str) -> None:
+    def add(self, identity: IdentityT, message: str, when: float, run: str) -> None:
         known = self._seen.get(identity)
         if known is None:
             self._seen[identity] = Repeat(message, when, run)
@@ -108,5 +109,18 @@ class RepeatedFailures(Generic[T]):
         if when > known.when:
             known.message, known.when, known.run = message, when, run
 
-    def items(self) -> Iterable[tuple[T, Repeat]]:
-        return self._seen.items()
+    def identities(self) -> Iterable[IdentityT]:
+        return self._seen.keys()
+
+    def records(self, tenant: str, platform_of: Callable[[IdentityT], str]) -> Iterator[FailureRecord]:
+        """One record per identity: its latest message and time, its run as the scope."""
+        for identity, item in self._seen.items():
+            yield FailureRecord(
+                tenant=tenant,
+                platform=platform_of(identity),
+                identity=identity,
+                message=item.message,
+                retry_count=item.runs - 1,
+                failed_at=item.when,
+                scope=item.run,
+            )

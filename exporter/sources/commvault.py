@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, model_validator
 
 from exporter.configtypes import Duration, HttpSourceConfig, SecretFile
-from exporter.records import FailureRecord, PollError, Reason
+from exporter.records import PollError, Reason
 from exporter.sources.base import RecordSink, RepeatedFailures, gather_parts, slug
 from exporter.sources.http import HttpSource, HttpStatusError
 
@@ -157,18 +157,8 @@ class CommvaultSource(HttpSource[CommvaultConfig]):
             for entity, message in items:
                 identity = (self.tenant, job.platform, job.client, job.subclient, entity)
                 seen.add(identity, message, job.ended, scope)
-        for identity, item in seen.items():
-            out.add(
-                FailureRecord(
-                    tenant=self.tenant,
-                    platform=identity[1],
-                    identity=identity,
-                    message=item.message,
-                    retry_count=item.runs - 1,
-                    failed_at=item.when,
-                    scope=item.run,
-                )
-            )
+        for record in seen.records(self.tenant, platform_of=lambda identity: identity[1]):
+            out.add(record)
 
     async def _jobs(self) -> list[Job]:
         if self.config.job_ids:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import SecretStr
 
 from exporter.configtypes import Duration, HttpSourceConfig, SecretFile
-from exporter.records import FailureRecord, PollError, Reason
+from exporter.records import PollError, Reason
 from exporter.sources.base import RecordSink, RepeatedFailures, gather_parts, parse_timestamp, slug
 from exporter.sources.http import HttpSource
 
@@ -71,20 +71,10 @@ class UnstructuredSource(HttpSource[UnstructuredConfig]):
         for scope, (job, files) in await gather_parts(out, parts):
             for document, message in files:
                 seen.add((self.tenant, job.workflow_id, document), message, job.created, scope)
-        workflows = {identity[1] for identity, _ in seen.items()}
+        workflows = {identity[1] for identity in seen.identities()}
         platforms = {w: await self._platform_of(w) for w in sorted(workflows)}
-        for identity, item in seen.items():
-            out.add(
-                FailureRecord(
-                    tenant=self.tenant,
-                    platform=platforms[identity[1]],
-                    identity=identity,
-                    message=item.message,
-                    retry_count=item.runs - 1,
-                    failed_at=item.when,
-                    scope=item.run,
-                )
-            )
+        for record in seen.records(self.tenant, platform_of=lambda identity: platforms[identity[1]]):
+            out.add(record)
 
     async def _recent_finished_jobs(self) -> list[Job]:
         queries = [{"workflow_id": w} for w in self.config.workflow_ids] or [{}]
