@@ -7,7 +7,7 @@ AZURITE_VERSION := 3.37.0
 AZURITE := $(TOOLS)/node_modules/.bin/azurite-table
 SYSTEM_TOOLS := /usr/bin/promtool /usr/bin/prometheus /usr/bin/prometheus-alertmanager /usr/bin/amtool
 
-.PHONY: setup demo test lint check bench clean
+.PHONY: setup demo test lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -42,8 +42,6 @@ lint: setup
 # Command 2 of the README: lint, types and the whole test suite against real parts.
 test: setup $(AZURITE) $(SYSTEM_TOOLS) lint
 	$(BIN)/pytest
-
-check: test
 
 bench: setup
 	$(BIN)/python bench/run.py
