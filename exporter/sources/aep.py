@@ -24,7 +24,7 @@ from pydantic import Field, SecretStr, model_validator
 from exporter.configtypes import Duration, HttpSourceConfig, SecretFile, check_http_url
 from exporter.records import FailureRecord, PollError, Reason
 from exporter.sources.base import RecordSink, gather_parts
-from exporter.sources.http import HttpSource, HttpStatusError
+from exporter.sources.http import HttpStatusError, SingleTenantSource
 
 CATALOG = "/data/foundation/catalog"
 EXPORT = "/data/foundation/export"
@@ -100,7 +100,7 @@ def first_validation_message(content: bytes) -> str:
     return ""
 
 
-class AepSource(HttpSource[AepConfig]):
+class AepSource(SingleTenantSource[AepConfig]):
     def __init__(self, config: AepConfig) -> None:
         super().__init__(
             config,
@@ -117,13 +117,10 @@ class AepSource(HttpSource[AepConfig]):
         # downloaded again. Only entries still seen in the latest poll are kept.
         self._classified: dict[tuple[str, str], str] = {}
 
-    @property
-    def tenant(self) -> str:
-        return self.config.tenant or self.config.sandbox
+    def default_tenant(self) -> str:
+        return self.config.sandbox
 
-    async def poll(self, out: RecordSink) -> None:
-        if not out.wants(self.tenant):
-            return
+    async def read(self, out: RecordSink) -> None:
         batches = await self._failed_batches()
         parts = [(f"batch:{b.batch_id}", self._records_of(b)) for b in batches]
         kept: dict[tuple[str, str], str] = {}

@@ -21,7 +21,7 @@ from pydantic import Field, SecretStr, model_validator
 from exporter.configtypes import Duration, HttpSourceConfig, SecretFile
 from exporter.records import PollError, Reason
 from exporter.sources.base import RecordSink, RepeatedFailures, gather_parts, slug
-from exporter.sources.http import HttpSource, HttpStatusError
+from exporter.sources.http import HttpStatusError, SingleTenantSource
 
 REASON_COLUMNS = ("reason", "failure reason", "failurereason", "error", "error message", "message")
 TOKEN_PREFIXES = ("QSDK ", "SAML ")
@@ -131,20 +131,14 @@ def csv_items(csv: Any, what: str) -> list[tuple[str, str]]:
     return items
 
 
-class CommvaultSource(HttpSource[CommvaultConfig]):
+class CommvaultSource(SingleTenantSource[CommvaultConfig]):
     def __init__(self, config: CommvaultConfig) -> None:
         super().__init__(config, {})
         static = config.secret("authtoken")
         self._token = static if static is None or static.startswith(TOKEN_PREFIXES) else f"QSDK {static}"
         self._login_lock = asyncio.Lock()
 
-    @property
-    def tenant(self) -> str:
-        return self.config.tenant or self.config.name
-
-    async def poll(self, out: RecordSink) -> None:
-        if not out.wants(self.tenant):
-            return
+    async def read(self, out: RecordSink) -> None:
         now = time.time()
         jobs = [
             job

@@ -3,6 +3,7 @@ and the mapping of every failure to one SPEC reason."""
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextvars
 import json
@@ -18,7 +19,7 @@ import httpx
 from exporter import __version__
 from exporter.configtypes import HttpSourceConfig
 from exporter.records import PollError, Reason
-from exporter.sources.base import Source
+from exporter.sources.base import RecordSink, Source
 
 # The loop time by which the current poll must end; set by the poller for each poll.
 poll_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("poll_deadline", default=None)
@@ -200,3 +201,23 @@ class HttpSource(Source[HttpConfigT], Generic[HttpConfigT]):
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+class SingleTenantSource(HttpSource[HttpConfigT], Generic[HttpConfigT]):
+    """A source whose records all belong to one tenant: the configured ``tenant``, else a default
+    of the platform's. A shard that does not own that tenant does not poll the platform at all."""
+
+    @property
+    def tenant(self) -> str:
+        return self.config.tenant or self.default_tenant()
+
+    def default_tenant(self) -> str:
+        return self.config.name
+
+    async def poll(self, out: RecordSink) -> None:
+        if out.wants(self.tenant):
+            await self.read(out)
+
+    @abc.abstractmethod
+    async def read(self, out: RecordSink) -> None:
+        """Read the platform's failures into ``out`` (the poll, once the shard owns the tenant)."""

@@ -19,7 +19,7 @@ from pydantic import SecretStr
 from exporter.configtypes import Duration, HttpSourceConfig, SecretFile
 from exporter.records import PollError, Reason
 from exporter.sources.base import RecordSink, RepeatedFailures, gather_parts, parse_timestamp, slug
-from exporter.sources.http import HttpSource
+from exporter.sources.http import SingleTenantSource
 
 API = "/api/v1"
 FINISHED = {"completed", "failed", "stopped", "finished", "completed_with_errors"}
@@ -53,18 +53,12 @@ def as_list(body: Any, what: str) -> list[dict[str, Any]]:
     return body
 
 
-class UnstructuredSource(HttpSource[UnstructuredConfig]):
+class UnstructuredSource(SingleTenantSource[UnstructuredConfig]):
     def __init__(self, config: UnstructuredConfig) -> None:
         super().__init__(config, {"unstructured-api-key": config.secret("api_key") or ""})
         self._platforms: dict[str, str] = {}  # workflow id -> source connector type
 
-    @property
-    def tenant(self) -> str:
-        return self.config.tenant or self.config.name
-
-    async def poll(self, out: RecordSink) -> None:
-        if not out.wants(self.tenant):
-            return
+    async def read(self, out: RecordSink) -> None:
         jobs = await self._recent_finished_jobs()
         parts = [(f"job:{job.job_id}", self._failed_files(job)) for job in jobs]
         seen: RepeatedFailures[tuple[str, str, str]] = RepeatedFailures()
