@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         print(f"configuration OK: {len(settings.sources)} source(s)")
         return EXIT_OK
-    setup_logging(args.log_level, args.log_format, settings.secret_values())
+    setup_logging(args.log_level, args.log_format, settings.redactor())
     try:
         if args.once:
             return asyncio.run(run_once(settings))

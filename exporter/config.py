@@ -13,6 +13,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from exporter.configtypes import ERROR_TYPE_PATTERN, Duration, Frozen
+from exporter.redact import Redactor
 from exporter.sources import KINDS, AnySourceConfig
 
 ENV_PREFIX = "INGESTION_EXPORTER_"
@@ -119,6 +120,9 @@ class Settings(BaseSettings):
 
     def secret_values(self) -> list[str]:
         return [v for s in self.sources for v in s.secret_values()]
+
+    def redactor(self) -> Redactor:
+        return Redactor(self.secret_values())
 
 
 def interpolate(value: Any, env: Mapping[str, str], path: str, problems: list[str]) -> Any:

@@ -5,27 +5,21 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterable
 
-REDACTED = "<redacted>"
+from exporter.redact import Redactor
 
 
 class RedactSecrets(logging.Filter):
     """Replaces secret values wherever they appear in a formatted message or traceback."""
 
-    def __init__(self, secrets: Iterable[str]) -> None:
+    def __init__(self, redactor: Redactor) -> None:
         super().__init__()
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
-
-    def scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        return text
+        self._scrub = redactor.scrub
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = self.scrub(record.getMessage()), None
+        record.msg, record.args = self._scrub(record.getMessage()), None
         if record.exc_info:
-            record.exc_text = self.scrub(logging.Formatter().formatException(record.exc_info))
+            record.exc_text = self._scrub(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
         return True
 
@@ -43,9 +37,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
-def setup_logging(level: str, fmt: str, secrets: Iterable[str]) -> None:
+def setup_logging(level: str, fmt: str, redactor: Redactor) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(RedactSecrets(secrets))
+    handler.addFilter(RedactSecrets(redactor))
     handler.setFormatter(
         JsonFormatter()
         if fmt == "json"

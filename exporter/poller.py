@@ -36,8 +36,11 @@ class Exporter:
         self,
         settings: Settings,
         source_factory: Callable[[AnySourceConfig], Source[Any]] = build_source,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
+        self.redactor = settings.redactor()
+        self._clock = clock
         self.classifier = Classifier((r.pattern, r.error_type) for r in settings.classifier.rules)
         self.configs = {c.name: c for c in settings.enabled_sources()}
         self.sources = {name: source_factory(c) for name, c in self.configs.items()}
@@ -73,7 +76,7 @@ class Exporter:
             tenant=config.tenant,
             platform=config.platform,
         )
-        started = time.time()
+        started = self._clock()
         error: PollError | None = None
         deadline = poll_deadline.set(asyncio.get_running_loop().time() + timeout)
         try:
@@ -88,7 +91,7 @@ class Exporter:
             error = PollError(Reason.INTERNAL, f"{type(exc).__name__}: {exc}")
         finally:
             poll_deadline.reset(deadline)
-        ended = time.time()
+        ended = self._clock()
         if error is None:
             state.record_result(aggregator.finish(state.result), aggregator.failures, started, ended)
             for scope, part_error in aggregator.failures.items():

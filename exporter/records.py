@@ -18,6 +18,12 @@ class Reason(StrEnum):
     INTERNAL = "internal"
 
 
+def excerpt(text: str, limit: int = 200) -> str:
+    """The start of a text a server sent, on one line, for an error message a person reads."""
+    flat = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return flat if len(flat) <= limit else f"{flat[: limit - 3]}..."
+
+
 class PollError(Exception):
     """A failure of a poll or of one part of it, already mapped to its reason."""
 

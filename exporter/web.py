@@ -11,6 +11,7 @@ import json
 import logging
 import ssl
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal
@@ -127,12 +128,8 @@ class BasicAuth:
         return True
 
 
-def source_report(exporter: Exporter, redact: list[str]) -> dict[str, Any]:
-    def clean(text: str) -> str:
-        for secret in redact:
-            text = text.replace(secret, "<redacted>")
-        return text
-
+def source_report(exporter: Exporter) -> dict[str, Any]:
+    scrub = exporter.redactor.scrub
     report: dict[str, Any] = {}
     for name, state in exporter.states.items():
         error = state.last_error
@@ -146,15 +143,52 @@ def source_report(exporter: Exporter, redact: list[str]) -> dict[str, Any]:
             "last_success": state.last_success,
             "last_error": None
             if error is None
-            else {"reason": error.reason.value, "message": clean(error.detail)},
+            else {"reason": error.reason.value, "message": scrub(error.detail)},
             "records_scanned": None if state.result is None else state.result.scanned,
         }
     return report
 
 
-def make_handler(exporter: Exporter, auth: BasicAuth) -> type[BaseHTTPRequestHandler]:
-    redact = exporter.settings.secret_values()
+def _weighted(header: str) -> Iterator[tuple[str, dict[str, str], float]]:
+    """The entries of an Accept-style header: (value, parameters, q), q defaulting to 1."""
+    for entry in header.split(","):
+        value, *raw_params = (part.strip() for part in entry.split(";"))
+        params = {}
+        for raw in raw_params:
+            key, _, param = raw.partition("=")
+            params[key.strip().lower()] = param.strip().strip('"')
+        try:
+            q = float(params.pop("q", "1"))
+        except ValueError:
+            q = 0.0
+        if value:
+            yield value.lower(), params, q
 
+
+def wants_openmetrics(accept: str) -> bool:
+    """Whether the scraper prefers OpenMetrics 1.0.0 to the text format (RFC 9110 weights)."""
+    best_openmetrics, best_text = 0.0, 0.0
+    for media, params, q in _weighted(accept):
+        if media == "application/openmetrics-text" and params.get("version", "1.0.0") == "1.0.0":
+            best_openmetrics = max(best_openmetrics, q)
+        elif media in ("text/plain", "text/*", "*/*"):
+            best_text = max(best_text, q)
+    return best_openmetrics > 0 and best_openmetrics >= best_text
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether gzip is acceptable: named with q > 0, or ``*`` with q > 0 and gzip not named."""
+    named: float | None = None
+    anything = 0.0
+    for coding, _, q in _weighted(accept_encoding):
+        if coding in ("gzip", "x-gzip"):
+            named = q if named is None else max(named, q)
+        elif coding == "*":
+            anything = q
+    return (named if named is not None else anything) > 0
+
+
+def make_handler(exporter: Exporter, auth: BasicAuth) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = f"ingestion-failure-exporter/{__version__}"
 
@@ -176,7 +210,7 @@ def make_handler(exporter: Exporter, auth: BasicAuth) -> type[BaseHTTPRequestHan
                 ready = exporter.ready
                 self._send(200 if ready else 503, b"ready\n" if ready else b"not ready\n", "text/plain")
             elif path == "/sources":
-                body = json.dumps(source_report(exporter, redact), indent=2).encode()
+                body = json.dumps(source_report(exporter), indent=2).encode()
                 self._send(200, body, "application/json")
             elif path == "/":
                 self._send(200, INDEX.format(version=__version__).encode(), "text/html; charset=utf-8")
@@ -185,15 +219,18 @@ def make_handler(exporter: Exporter, auth: BasicAuth) -> type[BaseHTTPRequestHan
 
         def _metrics(self) -> None:
             snapshot = exporter.snapshot
-            openmetrics = "application/openmetrics-text" in self.headers.get("accept", "")
-            gzipped = "gzip" in self.headers.get("accept-encoding", "")
+            openmetrics = wants_openmetrics(self.headers.get("accept", ""))
+            gzipped = accepts_gzip(self.headers.get("accept-encoding", ""))
             if openmetrics:
                 body = snapshot.openmetrics_gzip if gzipped else snapshot.openmetrics
                 content_type = OPENMETRICS_CONTENT_TYPE
             else:
                 body = snapshot.text_gzip if gzipped else snapshot.text
                 content_type = TEXT_CONTENT_TYPE
-            self._send(200, body, content_type, {"Content-Encoding": "gzip"} if gzipped else {})
+            headers = {"Vary": "Accept, Accept-Encoding"}
+            if gzipped:
+                headers["Content-Encoding"] = "gzip"
+            self._send(200, body, content_type, headers)
 
         def _send(
             self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -210,3 +211,55 @@ def failure_series(exporter: Any) -> dict[frozenset[tuple[str, str]], float]:
 
 def series_key(**labels: str) -> frozenset[tuple[str, str]]:
     return frozenset(labels.items())
+
+
+class Served:
+    """A running exporter process; its stderr goes to a file, so a chatty log never blocks it."""
+
+    def __init__(self, process: subprocess.Popen[str], url: str, log: Path) -> None:
+        self.process, self.url, self._log = process, url, log
+
+    def stderr(self) -> str:
+        return self._log.read_text()
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 15) -> int:
+        self.process.send_signal(signum)
+        return self.process.wait(timeout=timeout)
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
+    """Start the real program in serve mode on a free port: ``serve(config, *flags, scheme=...)``."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(config: dict[str, Any], *extra: str, scheme: str = "http") -> Served:
+        port = free_port()
+        path = tmp_path / f"config-{port}.yml"
+        path.write_text(yaml.safe_dump(config))
+        log = tmp_path / f"stderr-{port}.log"
+        with log.open("w") as stderr:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "exporter",
+                    "--config",
+                    str(path),
+                    "--listen",
+                    f"127.0.0.1:{port}",
+                    *extra,
+                ],
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                text=True,
+            )
+        started.append(process)
+        wait_for_port(port, process=process)
+        return Served(process, f"{scheme}://127.0.0.1:{port}", log)
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -179,6 +179,6 @@ def test_secrets_never_reach_sources_report_or_logs(
 
     rezolve.inject(status=401)
     exporter = poll_once(rezolve.url, rezolve.token)
-    report = json.dumps(source_report(exporter, exporter.settings.secret_values()))
+    report = json.dumps(source_report(exporter))
     assert "test-token" not in report and '"reason": "auth"' in report
     assert "test-token" not in caplog.text

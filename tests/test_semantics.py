@@ -117,29 +117,6 @@ def test_a_failed_part_keeps_its_previous_series_and_sets_up_to_0(rezolve: Rezol
     assert series(found, "ingestion_failed_files_resolved_total")[labels(tenant=TENANT_A, platform=SN)] == 0
 
 
-def test_a_failed_poll_keeps_series_until_stale_after_then_drops_them(rezolve: RezolveSimulator) -> None:
-    rezolve.put(TENANT_A, SP, rezolve_file("a", "PARSE_ERROR", "", time.time(), 0))
-    exporter = exporter_for(rezolve, stale_after="1s", source={"timeout": "1s"})
-    state = exporter.states["rezolve-test"]
-
-    def fail_within_window() -> None:
-        rezolve.inject(status=401)
-
-    def age_the_last_result() -> None:
-        found = samples(exporter)
-        assert found[("ingestion_source_up", labels())] == 0
-        assert found[("ingestion_source_poll_errors_total", labels(reason="auth"))] == 1
-        assert len(series(found, "ingestion_failed_files")) == 1  # kept within stale_after
-        assert state.result_at is not None
-        state.result_at -= 5  # the last good result is now older than stale_after
-
-    run_polls(exporter, fail_within_window, age_the_last_result)
-    found = samples(exporter)
-    assert series(found, "ingestion_failed_files") == {}
-    assert found[("ingestion_source_poll_errors_total", labels(reason="auth"))] == 2
-    assert ("ingestion_source_last_success_timestamp_seconds", labels()) in found
-
-
 def test_series_beyond_the_cap_are_dropped_and_counted(rezolve: RezolveSimulator) -> None:
     now = time.time()
     for i, kind in enumerate(["PARSE_ERROR", "TIMEOUT", "OCR_FAILED", "OCR_FAILED"]):

@@ -8,6 +8,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import bcrypt
 import httpx
 import pytest
+import trustme
 import yaml
 
 from exporter.config import build_settings
@@ -25,74 +27,126 @@ from exporter.simulators.rezolve import RezolveSimulator
 from tests.conftest import ROOT, TENANT_A, eventually, free_port, rezolve_file, rezolve_source, wait_for_port
 
 
-class Served:
-    def __init__(self, process: subprocess.Popen[str], url: str) -> None:
-        self.process, self.url = process, url
-
-
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Any]:
-    started: list[subprocess.Popen[str]] = []
-
-    def start(config: dict[str, Any], *extra: str) -> Served:
-        port = free_port()
-        path = tmp_path / f"config-{port}.yml"
-        path.write_text(yaml.safe_dump(config))
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "exporter",
-                "--config",
-                str(path),
-                "--listen",
-                f"127.0.0.1:{port}",
-                *extra,
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        started.append(process)
-        wait_for_port(port, process=process)
-        scheme = (
-            "https" if "--web-config" in extra and "tls" in (tmp_path / "web.yml").read_text() else "http"
-        )
-        return Served(process, f"{scheme}://127.0.0.1:{port}")
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
-def test_endpoints_formats_and_readiness(serve: Any, rezolve: RezolveSimulator) -> None:
+def test_endpoints(serve: Any, rezolve: RezolveSimulator) -> None:
     rezolve.put(TENANT_A, "sharepoint", rezolve_file("f", "PARSE_ERROR", "", time.time(), 0))
-    rezolve.inject(delay=1.0, times=2)  # the first poll is slow: not ready until it ends
     served = serve({"poll_interval": "1h", "sources": [rezolve_source(rezolve)]})
     assert httpx.get(f"{served.url}/healthz").status_code == 200
-    assert httpx.get(f"{served.url}/readyz").status_code == 503
     eventually(lambda: httpx.get(f"{served.url}/readyz").status_code == 200)
-
     text = httpx.get(f"{served.url}/metrics")
     assert text.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
     assert 'ingestion_failed_files{error_type="PARSE_ERROR"' in text.text
-
-    om = httpx.get(f"{served.url}/metrics", headers={"accept": "application/openmetrics-text; version=1.0.0"})
-    assert om.headers["content-type"].startswith("application/openmetrics-text")
-    assert om.text.rstrip().endswith("# EOF")
-
-    raw = httpx.get(f"{served.url}/metrics", headers={"accept-encoding": "gzip"})
-    assert raw.headers["content-encoding"] == "gzip" and raw.text == text.text  # httpx decodes gzip
-
     index = httpx.get(f"{served.url}/")
     assert 'href="metrics"' in index.text and 'href="sources"' in index.text
     sources = httpx.get(f"{served.url}/sources").json()
     assert sources["rezolve-test"]["kind"] == "rezolve" and sources["rezolve-test"]["up"] is True
-    assert "test-token" not in httpx.get(f"{served.url}/sources").text
     assert httpx.get(f"{served.url}/nope").status_code == 404
+
+
+def test_ready_only_once_every_source_has_finished_an_attempt(serve: Any, rezolve: RezolveSimulator) -> None:
+    release = threading.Event()
+    held = lambda request: request.headers.get("authorization") == f"Bearer {rezolve.token}"  # noqa: E731
+    rezolve.inject(hold=release, when=held)
+    config = {
+        "poll_interval": "1h",
+        "sources": [
+            rezolve_source(rezolve, timeout="60s"),
+            rezolve_source(rezolve, name="refused", token="wrong"),
+        ],
+    }
+    served = serve(config)
+    try:
+        # The refused source has finished (failed); the held one has not: not ready.
+        eventually(lambda: httpx.get(f"{served.url}/sources").json()["refused"]["last_poll_end"])
+        assert httpx.get(f"{served.url}/readyz").status_code == 503
+    finally:
+        release.set()
+    # Every source has finished one attempt, one of them failed: ready all the same.
+    eventually(lambda: httpx.get(f"{served.url}/readyz").status_code == 200)
+    assert httpx.get(f"{served.url}/sources").json()["refused"]["up"] is False
+
+
+def raw_get(url: str, headers: dict[str, str]) -> tuple[httpx.Headers, bytes]:
+    """Exactly these headers (httpx would add its own Accept-Encoding), and the bytes as sent."""
+    with httpx.Client(headers={"accept-encoding": ""}) as client:
+        request = client.build_request("GET", url, headers=headers)
+        for name in ("accept-encoding", "accept"):
+            if name not in {k.lower() for k in headers}:
+                request.headers.pop(name, None)
+        response = client.send(request, stream=True)
+        try:
+            return response.headers, b"".join(response.iter_raw())
+        finally:
+            response.close()
+
+
+@pytest.mark.parametrize(
+    ("accept", "accept_encoding", "openmetrics", "gzipped"),
+    [
+        (None, None, False, False),
+        (None, "identity", False, False),
+        (None, "gzip", False, True),
+        (None, "deflate, gzip;q=0.5", False, True),
+        (None, "gzip;q=0", False, False),
+        (None, "*", False, True),
+        (None, "*, gzip;q=0", False, False),
+        ("application/openmetrics-text; version=1.0.0", None, True, False),
+        ("application/openmetrics-text; version=1.0.0", "gzip", True, True),
+        # What Prometheus sends: OpenMetrics weighted above the text format.
+        (
+            "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+            "gzip",
+            True,
+            True,
+        ),
+        ("text/plain;version=0.0.4", "gzip", False, True),
+        ("application/openmetrics-text;q=0", None, False, False),
+        ("application/openmetrics-text;version=1.0.0;q=0.2,text/plain;q=0.9", None, False, False),
+    ],
+)
+def test_metrics_negotiate_format_and_compression_from_explicit_headers(
+    served_metrics: str, accept: str | None, accept_encoding: str | None, openmetrics: bool, gzipped: bool
+) -> None:
+    headers = {k: v for k, v in (("accept", accept), ("accept-encoding", accept_encoding)) if v is not None}
+    got, body = raw_get(served_metrics, headers)
+    assert got.get("content-encoding") == ("gzip" if gzipped else None)
+    text = (gzip.decompress(body) if gzipped else body).decode()
+    if openmetrics:
+        assert got["content-type"] == "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        assert text.endswith("# EOF\n") and "ingestion_source_up" in text
+    else:
+        assert got["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+        assert "# EOF" not in text and "ingestion_source_up" in text
+    assert int(got["content-length"]) == len(body)
+    assert "accept-encoding" in got["vary"].lower()
+
+
+@pytest.fixture(scope="module")
+def served_metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One exporter for the negotiation table (a process per row would be slow)."""
+    from exporter.simulators.rezolve import RezolveSimulator
+    from tests.conftest import TENANT_A as tenant
+
+    simulator = RezolveSimulator(token="t").start()
+    simulator.add_tenant(tenant, "acme.rezolve.ai")
+    simulator.put(tenant, "sharepoint", rezolve_file("f", "PARSE_ERROR", "", time.time(), 0))
+    port = free_port()
+    config = tmp_path_factory.mktemp("negotiation") / "config.yml"
+    config.write_text(yaml.safe_dump({"poll_interval": "1h", "sources": [rezolve_source(simulator)]}))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "exporter", "--config", str(config), "--listen", f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, process=process)
+        url = f"http://127.0.0.1:{port}"
+        eventually(lambda: httpx.get(f"{url}/readyz").status_code == 200)
+        yield f"{url}/metrics"
+    finally:
+        process.kill()
+        process.wait()
+        simulator.stop()
 
 
 def test_scrapes_never_trigger_polls(serve: Any, rezolve: RezolveSimulator) -> None:
@@ -104,50 +158,132 @@ def test_scrapes_never_trigger_polls(serve: Any, rezolve: RezolveSimulator) -> N
     assert len(rezolve.calls("failed-files")) == before
 
 
-def test_sigterm_stops_gracefully(serve: Any, rezolve: RezolveSimulator) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_ends_the_process_cleanly(serve: Any, rezolve: RezolveSimulator, signum: int) -> None:
     served = serve({"sources": [rezolve_source(rezolve)]})
     eventually(lambda: httpx.get(f"{served.url}/readyz").status_code == 200)
-    served.process.send_signal(signal.SIGTERM)
-    assert served.process.wait(timeout=15) == 0
-    assert "Traceback" not in served.process.stderr.read()  # type: ignore[union-attr]
+    assert served.stop(signum) == 0
+    log = served.stderr()
+    assert "stopping" in log and "Traceback" not in log
 
 
-def test_web_config_tls_and_basic_auth(serve: Any, rezolve: RezolveSimulator, tmp_path: Path) -> None:
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls_files(ca: trustme.CA, tmp_path: Path) -> dict[str, Path]:
+    """A server certificate for 127.0.0.1, a client certificate, both from one CA, and a stranger."""
+    server = ca.issue_cert("127.0.0.1")
+    client = ca.issue_cert("prometheus@example.com")
+    stranger = trustme.CA().issue_cert("intruder@example.com")
+    files = {
+        "cert": tmp_path / "server.pem",
+        "key": tmp_path / "server.key",
+        "ca": tmp_path / "ca.pem",
+        "client": tmp_path / "client.pem",
+        "stranger": tmp_path / "stranger.pem",
+    }
+    server.cert_chain_pems[0].write_to_path(str(files["cert"]))
+    server.private_key_pem.write_to_path(str(files["key"]))
+    ca.cert_pem.write_to_path(str(files["ca"]))
+    client.private_key_and_cert_chain_pem.write_to_path(str(files["client"]))
+    stranger.private_key_and_cert_chain_pem.write_to_path(str(files["stranger"]))
+    return files
+
+
+def serve_tls(serve: Any, rezolve: RezolveSimulator, tmp_path: Path, web: dict[str, Any]) -> Any:
+    (tmp_path / "web.yml").write_text(yaml.safe_dump(web))
+    config = {"poll_interval": "1h", "sources": [rezolve_source(rezolve)]}
+    return serve(config, "--web-config", str(tmp_path / "web.yml"), scheme="https")
+
+
+def client_context(files: dict[str, Path], cert: str | None = None, **versions: Any) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(files["ca"]))
+    if cert is not None:
+        context.load_cert_chain(str(files[cert]))
+    for name, version in versions.items():
+        setattr(context, name, version)
+    return context
+
+
+def test_tls_and_basic_auth(
+    serve: Any, rezolve: RezolveSimulator, tmp_path: Path, tls_files: dict[str, Path]
+) -> None:
     hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
     web = {
-        "tls_server_config": {"cert_file": str(cert), "key_file": str(key)},
+        "tls_server_config": {"cert_file": str(tls_files["cert"]), "key_file": str(tls_files["key"])},
         "basic_auth_users": {"prometheus": hashed},
     }
-    (tmp_path / "web.yml").write_text(yaml.safe_dump(web))
-    served = serve({"sources": [rezolve_source(rezolve)]}, "--web-config", str(tmp_path / "web.yml"))
-    context = ssl.create_default_context(cafile=str(cert))
-    assert httpx.get(f"{served.url}/metrics", verify=context).status_code == 401
+    served = serve_tls(serve, rezolve, tmp_path, web)
+    context = client_context(tls_files)
+    missing = httpx.get(f"{served.url}/metrics", verify=context)
+    assert missing.status_code == 401 and missing.headers["www-authenticate"].startswith("Basic")
     assert httpx.get(f"{served.url}/metrics", verify=context, auth=("prometheus", "wrong")).status_code == 401
+    assert httpx.get(f"{served.url}/metrics", verify=context, auth=("nobody", "s3cret")).status_code == 401
+    for path in ("/metrics", "/sources", "/readyz", "/healthz", "/"):
+        assert httpx.get(f"{served.url}{path}", verify=context).status_code == 401
     ok = httpx.get(f"{served.url}/metrics", verify=context, auth=("prometheus", "s3cret"))
     assert ok.status_code == 200 and "ingestion_exporter_build_info" in ok.text
+    with pytest.raises(httpx.TransportError):  # plain HTTP to the TLS port gets no answer
+        httpx.get(served.url.replace("https", "http") + "/metrics", timeout=5).raise_for_status()
+
+
+def test_a_required_client_certificate_must_come_from_the_configured_ca(
+    serve: Any, rezolve: RezolveSimulator, tmp_path: Path, tls_files: dict[str, Path]
+) -> None:
+    tls = {
+        "cert_file": str(tls_files["cert"]),
+        "key_file": str(tls_files["key"]),
+        "client_ca_file": str(tls_files["ca"]),
+        "client_auth_type": "RequireAndVerifyClientCert",
+    }
+    served = serve_tls(serve, rezolve, tmp_path, {"tls_server_config": tls})
+    ok = httpx.get(f"{served.url}/metrics", verify=client_context(tls_files, "client"))
+    assert ok.status_code == 200
+    for refused in (client_context(tls_files), client_context(tls_files, "stranger")):
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{served.url}/metrics", verify=refused).raise_for_status()
+    # The refused handshakes did not take the server down.
+    assert httpx.get(f"{served.url}/healthz", verify=client_context(tls_files, "client")).status_code == 200
+
+
+def test_an_optional_client_certificate_is_verified_when_given(
+    serve: Any, rezolve: RezolveSimulator, tmp_path: Path, tls_files: dict[str, Path]
+) -> None:
+    tls = {
+        "cert_file": str(tls_files["cert"]),
+        "key_file": str(tls_files["key"]),
+        "client_ca_file": str(tls_files["ca"]),
+        "client_auth_type": "VerifyClientCertIfGiven",
+    }
+    served = serve_tls(serve, rezolve, tmp_path, {"tls_server_config": tls})
+    assert httpx.get(f"{served.url}/metrics", verify=client_context(tls_files)).status_code == 200
+    assert httpx.get(f"{served.url}/metrics", verify=client_context(tls_files, "client")).status_code == 200
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{served.url}/metrics", verify=client_context(tls_files, "stranger")).raise_for_status()
+
+
+def test_min_version_tls13_refuses_a_tls12_client(
+    serve: Any, rezolve: RezolveSimulator, tmp_path: Path, tls_files: dict[str, Path]
+) -> None:
+    tls = {"cert_file": str(tls_files["cert"]), "key_file": str(tls_files["key"]), "min_version": "TLS13"}
+    served = serve_tls(serve, rezolve, tmp_path, {"tls_server_config": tls})
+    tls12 = client_context(tls_files, maximum_version=ssl.TLSVersion.TLSv1_2)
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{served.url}/metrics", verify=tls12).raise_for_status()
+    tls13 = client_context(tls_files, minimum_version=ssl.TLSVersion.TLSv1_3)
+    assert httpx.get(f"{served.url}/metrics", verify=tls13).status_code == 200
+
+
+def test_tls12_is_accepted_by_default(
+    serve: Any, rezolve: RezolveSimulator, tmp_path: Path, tls_files: dict[str, Path]
+) -> None:
+    tls = {"cert_file": str(tls_files["cert"]), "key_file": str(tls_files["key"])}
+    served = serve_tls(serve, rezolve, tmp_path, {"tls_server_config": tls})
+    tls12 = client_context(tls_files, maximum_version=ssl.TLSVersion.TLSv1_2)
+    assert httpx.get(f"{served.url}/metrics", verify=tls12).status_code == 200
 
 
 def test_a_bad_web_config_is_a_config_error(tmp_path: Path) -> None:
@@ -210,9 +346,3 @@ def test_a_slow_poll_is_never_run_twice_at_once(rezolve: RezolveSimulator) -> No
     calls = rezolve.calls("failed-files")
     # The slow first request ends after 1.5 s; the next poll may only start once it has ended.
     assert calls[1].received - calls[0].received >= 1.4
-
-
-def test_gzip_body_is_really_compressed(rezolve: RezolveSimulator) -> None:
-    exporter = Exporter(build_settings({"sources": [rezolve_source(rezolve)]}, {}))
-    snapshot = exporter.snapshot
-    assert gzip.decompress(snapshot.text_gzip) == snapshot.text

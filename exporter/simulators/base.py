@@ -63,6 +63,7 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     times: int | None = None
     when: Callable[[SimRequest], bool] | None = None
+    hold: threading.Event | None = None
 
 
 Handler = Callable[[SimRequest], SimResponse]
@@ -107,11 +108,14 @@ class Simulator:
         headers: dict[str, str] | None = None,
         times: int | None = None,
         when: Callable[[SimRequest], bool] | None = None,
+        hold: threading.Event | None = None,
     ) -> None:
-        """Answer matching requests (path regex and, from Python, a predicate) with a fault."""
+        """Answer matching requests (path regex and, from Python, a predicate) with a fault;
+        from Python, ``hold`` keeps them waiting until the test sets it (or for a minute)."""
         raw = body.encode() if isinstance(body, str) else body
+        fault = Fault(re.compile(path), status, delay, raw, headers or {}, times, when, hold)
         with self.lock:
-            self._faults.append(Fault(re.compile(path), status, delay, raw, headers or {}, times, when))
+            self._faults.append(fault)
 
     def clear_faults(self) -> None:
         with self.lock:
@@ -163,6 +167,8 @@ class Simulator:
                     self.requests.append(request)
                 fault = self._fault_for(request)
                 if fault is not None:
+                    if fault.hold is not None:
+                        fault.hold.wait(60)
                     time.sleep(fault.delay)
                     if fault.status is not None or fault.body is not None:
                         return SimResponse(fault.status or 200, fault.body or b"", fault.headers)

@@ -27,7 +27,7 @@ from azure.data.tables import TableClient
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from exporter.configtypes import Frozen, SecretFile, SourceConfig, check_http_url
-from exporter.records import FailureRecord, PollError, Reason
+from exporter.records import FailureRecord, PollError, Reason, excerpt
 from exporter.sources.base import RecordSink, Source, parse_timestamp
 from exporter.sources.rezolve import PLATFORMS
 
@@ -66,6 +66,15 @@ class AzureTableConfig(SourceConfig):
     @classmethod
     def _account_url_is_http(cls, value: str | None) -> str | None:
         return None if value is None else check_http_url(value)
+
+    def secret_values(self) -> list[str]:
+        """The account key and SAS token inside the connection string too: errors name them alone."""
+        whole = self.secret("connection_string")
+        if whole is None:
+            return []
+        parts = dict(part.partition("=")[::2] for part in whole.split(";") if "=" in part)
+        inner = [parts.get(k, "") for k in ("AccountKey", "SharedAccessSignature")]
+        return [whole, *(v for v in inner if v)]
 
     @model_validator(mode="after")
     def _one_way_in(self) -> AzureTableConfig:
@@ -194,22 +203,21 @@ def as_count(value: Any) -> int:
 
 
 def table_error(exc: AzureError, table: str) -> PollError:
-    """One SPEC reason for every way the table service can fail."""
+    """One SPEC reason for every way the table service can fail, with what the service said."""
+    said = excerpt(str(exc.message or "").split("\n", 1)[0]) if isinstance(exc, HttpResponseError) else ""
+    where = f"table {table!r}"
     if isinstance(exc, ResourceNotFoundError):
-        return PollError(Reason.HTTP_ERROR, f"table {table!r} not found (HTTP 404)")
+        return PollError(Reason.HTTP_ERROR, f"{where} not found (HTTP 404)")
     if isinstance(exc, ClientAuthenticationError):
-        return PollError(Reason.AUTH, f"table {table!r}: authentication failed")
+        return PollError(Reason.AUTH, f"{where}: authentication failed: {said}")
     if isinstance(exc, ServiceRequestTimeoutError | ServiceResponseTimeoutError):
-        return PollError(Reason.TIMEOUT, f"table {table!r}: no answer in time")
+        return PollError(Reason.TIMEOUT, f"{where}: no answer in time")
     if isinstance(exc, DecodeError):
-        return PollError(Reason.INVALID_RESPONSE, f"table {table!r}: unreadable answer")
+        return PollError(Reason.INVALID_RESPONSE, f"{where}: unreadable answer")
     if isinstance(exc, ServiceRequestError | ServiceResponseError):
-        return PollError(Reason.CONNECTION, f"table {table!r}: {type(exc).__name__}")
+        return PollError(Reason.CONNECTION, f"{where}: {type(exc).__name__}")
     if isinstance(exc, HttpResponseError):
         status = exc.status_code or 0
-        if status in (401, 403):
-            return PollError(Reason.AUTH, f"table {table!r}: HTTP {status}")
-        if status == 429:
-            return PollError(Reason.RATE_LIMITED, f"table {table!r}: HTTP 429")
-        return PollError(Reason.HTTP_ERROR, f"table {table!r}: HTTP {status}")
-    return PollError(Reason.INTERNAL, f"table {table!r}: {type(exc).__name__}")
+        reason = {401: Reason.AUTH, 403: Reason.AUTH, 429: Reason.RATE_LIMITED}.get(status, Reason.HTTP_ERROR)
+        return PollError(reason, f"{where}: HTTP {status}: {said}")
+    return PollError(Reason.INTERNAL, f"{where}: {type(exc).__name__}")

@@ -47,6 +47,12 @@ class CommvaultConfig(HttpSourceConfig):
             raise ValueError("username is required to log in with a password")
         return self
 
+    def secret_values(self) -> list[str]:
+        """The password as sent to /Login (base64) too: a server may echo its request."""
+        password = self.secret("password")
+        sent = [base64.b64encode(password.encode()).decode()] if password else []
+        return [*super().secret_values(), *sent]
+
 
 @dataclass(frozen=True, slots=True)
 class Job:

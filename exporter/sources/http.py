@@ -18,7 +18,7 @@ import httpx
 
 from exporter import __version__
 from exporter.configtypes import HttpSourceConfig
-from exporter.records import PollError, Reason
+from exporter.records import PollError, Reason, excerpt
 from exporter.sources.base import RecordSink, Source
 
 # The loop time by which the current poll must end; set by the poller for each poll.
@@ -129,9 +129,10 @@ class HttpClient:
             else:
                 if 200 <= response.status < 300:
                     return response
+                said = excerpt(response.body.decode("utf-8", "replace"))
                 error = HttpStatusError(
                     status_reason(response.status),
-                    f"{what}: HTTP {response.status}",
+                    f"{what}: HTTP {response.status}" + (f": {said}" if said else ""),
                     response.status,
                 )
                 if response.status == 429:

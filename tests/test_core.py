@@ -1,0 +1,727 @@
+"""The counting core of SPEC section 4 (aggregation, state, rendering), driven poll by poll with a
+controlled clock and a source whose every poll the test scripts. No network, no sleeps: these are
+the fast tests that the mutation run uses."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from exporter.config import build_settings
+from exporter.poller import Exporter, shard_of
+from exporter.records import FailureRecord, PollError, Reason
+from exporter.sources.base import RecordSink, Source
+from tests.conftest import ROOT, parse_exposition, series
+
+START = 1_765_000_000.0
+SP, SN = "sharepoint", "servicenow"
+
+
+class Clock:
+    """The wall clock the exporter reads; only the test moves it."""
+
+    def __init__(self, now: float = START) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class ScriptedSource(Source[Any]):
+    """A source whose next poll returns what the test put in it: records, failed parts, or an
+    error for the whole poll. A poll takes ``takes`` seconds of the controlled clock."""
+
+    def __init__(self, config: Any, clock: Clock) -> None:
+        super().__init__(config)
+        self.clock = clock
+        self.records: list[FailureRecord] = []
+        self.failed_parts: dict[str, PollError] = {}
+        self.error: BaseException | None = None
+        self.takes = 0.0
+        self.hang = False
+
+    async def poll(self, out: RecordSink) -> None:
+        self.clock.advance(self.takes)
+        if self.hang:
+            await asyncio.Event().wait()
+        if self.error is not None:
+            raise self.error
+        for scope, error in self.failed_parts.items():
+            out.fail(scope, error)
+        for record in self.records:
+            if record.scope not in self.failed_parts:
+                out.add(record)
+
+
+def record(
+    file_id: str,
+    *,
+    tenant: str = "t1",
+    platform: str = SP,
+    message: str = "",
+    error_type: str | None = "PARSE_ERROR",
+    retry: int = 0,
+    failed_at: float | None = None,
+) -> FailureRecord:
+    return FailureRecord(
+        tenant=tenant,
+        platform=platform,
+        identity=(tenant, platform, file_id),
+        message=message,
+        reported_type=error_type,
+        retry_count=retry,
+        failed_at=failed_at,
+        scope=f"{tenant}/{platform}",
+    )
+
+
+class Core:
+    """An exporter with scripted sources, polled one step at a time."""
+
+    def __init__(self, names: tuple[str, ...] = ("s",), **settings: Any) -> None:
+        self.clock = Clock()
+        self.sources: dict[str, ScriptedSource] = {}
+        overrides = settings.pop("source", {})
+        document = {
+            "sources": [
+                {
+                    "name": name,
+                    "kind": "rezolve",
+                    "base_url": "http://127.0.0.1:9",
+                    "token": "unused",
+                    "tenants": [{"tenant_id": "t1", "rezolve_domain": "t1.example"}],
+                    **overrides,
+                }
+                for name in names
+            ],
+            **settings,
+        }
+        self.exporter = Exporter(build_settings(document, {}), source_factory=self._build, clock=self.clock)
+
+    def _build(self, config: Any) -> Source[Any]:
+        source = ScriptedSource(config, self.clock)
+        self.sources[config.name] = source
+        return source
+
+    @property
+    def source(self) -> ScriptedSource:
+        return self.sources["s"]
+
+    def poll(self, after: float = 60.0, name: str = "s") -> bool:
+        self.clock.advance(after)
+        return asyncio.run(self.exporter.poll(name))
+
+    def samples(self) -> dict[Any, float]:
+        return parse_exposition(self.exporter.snapshot.text.decode())
+
+    def series(self, name: str) -> dict[frozenset[tuple[str, str]], float]:
+        return series(self.samples(), name)
+
+    def value(self, name: str, **labels: str) -> float | None:
+        return self.samples().get((name, key(**labels)))
+
+
+def key(**labels: str) -> frozenset[tuple[str, str]]:
+    return frozenset({"source": "s", **labels}.items())
+
+
+def failed(tenant: str = "t1", platform: str = SP, error_type: str = "PARSE_ERROR", retry: str = "0") -> Any:
+    return key(tenant=tenant, platform=platform, error_type=error_type, retry_count=retry)
+
+
+def discovered(tenant: str = "t1", platform: str = SP, error_type: str = "PARSE_ERROR") -> Any:
+    return key(tenant=tenant, platform=platform, error_type=error_type)
+
+
+def pair(tenant: str = "t1", platform: str = SP) -> Any:
+    return key(tenant=tenant, platform=platform)
+
+
+@pytest.fixture
+def core() -> Iterator[Core]:
+    yield Core()
+
+
+# --- gauges -----------------------------------------------------------------------------------
+
+
+def test_gauges_count_records_per_label_set(core: Core) -> None:
+    core.source.records = [
+        record("a"),
+        record("b"),
+        record("c", error_type="TIMEOUT"),
+        record("d", platform=SN),
+        record("e", tenant="t2", retry=2),
+    ]
+    assert core.poll() is True
+    assert core.series("ingestion_failed_files") == {
+        failed(): 2,
+        failed(error_type="TIMEOUT"): 1,
+        failed(platform=SN): 1,
+        failed(tenant="t2", retry="2"): 1,
+    }
+    assert core.value("ingestion_source_records_scanned") == 5
+    assert core.value("ingestion_source_series_dropped") == 0
+
+
+def test_a_record_repeated_within_one_poll_counts_once(core: Core) -> None:
+    core.source.records = [record("a"), record("a", error_type="TIMEOUT")]
+    core.poll()
+    assert core.series("ingestion_failed_files") == {failed(): 1}
+    assert core.value("ingestion_source_records_scanned") == 2
+
+
+@pytest.mark.parametrize(
+    ("cap", "retries", "labels"),
+    [
+        (5, [0, 4, 5, 9], {"0": 1, "4": 1, "5+": 2}),
+        (3, [0, 2, 3, 7], {"0": 1, "2": 1, "3+": 2}),
+        (1, [0, 1, 2], {"0": 1, "1+": 2}),
+        (12, [-1, 11, 12], {"0": 1, "11": 1, "12+": 1}),
+    ],
+)
+def test_retry_count_labels_follow_the_configured_cap(
+    cap: int, retries: list[int], labels: dict[str, int]
+) -> None:
+    core = Core(retry_count_cap=cap)
+    core.source.records = [record(f"f{i}", retry=r) for i, r in enumerate(retries)]
+    core.poll()
+    assert core.series("ingestion_failed_files") == {failed(retry=label): n for label, n in labels.items()}
+
+
+def test_oldest_and_newest_failed_at_per_tenant_and_platform(core: Core) -> None:
+    core.source.records = [
+        record("a", failed_at=START - 300),
+        record("b", failed_at=START - 100, error_type="TIMEOUT"),
+        record("c", failed_at=START - 200),
+        record("d", platform=SN),  # no failed_at: no timestamps for its pair
+    ]
+    core.poll()
+    assert core.series("ingestion_failed_files_oldest_timestamp_seconds") == {pair(): START - 300}
+    assert core.series("ingestion_failed_files_newest_timestamp_seconds") == {pair(): START - 100}
+
+
+def test_series_beyond_the_cap_are_dropped_and_the_dropped_label_sets_counted() -> None:
+    core = Core(max_series_per_source=2)
+    core.source.records = [
+        record("a"),
+        record("b", error_type="TIMEOUT"),
+        record("c", error_type="OCR_FAILED", failed_at=START),
+        record("d", error_type="OCR_FAILED"),
+        record("e", error_type="NOT_FOUND"),
+        record("f"),  # a label set already kept still counts at the cap
+    ]
+    core.poll()
+    assert core.series("ingestion_failed_files") == {failed(): 2, failed(error_type="TIMEOUT"): 1}
+    assert core.value("ingestion_source_series_dropped") == 2
+    assert core.value("ingestion_source_records_scanned") == 6
+    # A dropped record leaves no trace in the timestamps either.
+    assert core.series("ingestion_failed_files_oldest_timestamp_seconds") == {}
+
+
+def test_the_series_cap_is_exactly_the_configured_number() -> None:
+    core = Core(max_series_per_source=3)
+    core.source.records = [record(f"f{i}", error_type=f"TYPE_{i}") for i in range(4)]
+    core.poll()
+    assert len(core.series("ingestion_failed_files")) == 3
+    assert core.value("ingestion_source_series_dropped") == 1
+
+
+def test_label_overrides_replace_the_derived_tenant_and_platform() -> None:
+    core = Core(source={"tenant": "acme", "platform": "kb"})
+    core.source.records = [record("a"), record("b", tenant="t2", platform=SN)]
+    core.poll()
+    assert core.series("ingestion_failed_files") == {failed(tenant="acme", platform="kb"): 2}
+
+
+def test_free_text_is_classified_and_configured_rules_come_first() -> None:
+    rules = [{"pattern": "(?i)quota", "error_type": "QUOTA_EXCEEDED"}]
+    core = Core(classifier={"rules": rules})
+    core.source.records = [
+        record("a", error_type=None, message="Quota exceeded, request timed out"),
+        record("b", error_type="not well formed", message="Request timed out"),
+        record("c", error_type="FILE_TOO_LARGE", message="quota"),  # the platform's type wins
+    ]
+    core.poll()
+    assert core.series("ingestion_failed_files") == {
+        failed(error_type="QUOTA_EXCEEDED"): 1,
+        failed(error_type="TIMEOUT"): 1,
+        failed(error_type="FILE_TOO_LARGE"): 1,
+    }
+
+
+# --- discovered and resolved --------------------------------------------------------------------
+
+
+def test_the_first_successful_poll_is_the_baseline_with_every_counter_at_zero(core: Core) -> None:
+    core.source.records = [record("a"), record("b", platform=SN, error_type="TIMEOUT")]
+    core.poll()
+    assert core.series("ingestion_failed_files_discovered_total") == {
+        discovered(): 0,
+        discovered(platform=SN, error_type="TIMEOUT"): 0,
+    }
+    assert core.series("ingestion_failed_files_resolved_total") == {pair(): 0, pair(platform=SN): 0}
+
+
+def test_a_failed_first_poll_leaves_the_baseline_to_the_first_successful_one(core: Core) -> None:
+    core.source.error = PollError(Reason.CONNECTION, "refused")
+    assert core.poll() is False
+    core.source.error = None
+    core.source.records = [record("a")]
+    core.poll()
+    assert core.series("ingestion_failed_files_discovered_total") == {discovered(): 0}
+    core.source.records = [record("a"), record("b")]
+    core.poll()
+    assert core.series("ingestion_failed_files_discovered_total") == {discovered(): 1}
+
+
+def test_new_records_are_discovered_and_gone_ones_resolved_once_each(core: Core) -> None:
+    core.source.records = [record("a"), record("b"), record("c", platform=SN)]
+    core.poll()
+    core.source.records = [
+        record("b", retry=1, error_type="TIMEOUT"),  # the same record, retried and retyped
+        record("d"),
+        record("e", error_type="TIMEOUT"),
+        record("f", tenant="t2"),
+    ]
+    core.poll()
+    core.poll()  # nothing changed: nothing more is counted
+    assert core.series("ingestion_failed_files_discovered_total") == {
+        discovered(): 1,
+        discovered(error_type="TIMEOUT"): 1,
+        discovered(platform=SN): 0,
+        discovered(tenant="t2"): 1,
+    }
+    assert core.series("ingestion_failed_files_resolved_total") == {
+        pair(): 1,
+        pair(platform=SN): 1,
+        pair(tenant="t2"): 0,
+    }
+    assert core.series("ingestion_failed_files") == {
+        failed(error_type="TIMEOUT", retry="1"): 1,
+        failed(error_type="TIMEOUT"): 1,
+        failed(): 1,
+        failed(tenant="t2"): 1,
+    }
+
+
+def test_counters_keep_their_series_when_the_records_are_gone(core: Core) -> None:
+    core.source.records = [record("a")]
+    core.poll()
+    core.source.records = []
+    core.poll()
+    assert core.series("ingestion_failed_files") == {}
+    assert core.series("ingestion_failed_files_discovered_total") == {discovered(): 0}
+    assert core.series("ingestion_failed_files_resolved_total") == {pair(): 1}
+
+
+def test_a_partial_poll_counts_the_changes_of_the_part_that_succeeded(core: Core) -> None:
+    core.source.records = [record("a1"), record("a2"), record("b1", platform=SN)]
+    core.poll()
+    core.source.records = [record("a2"), record("a3"), record("a4", error_type="TIMEOUT")]
+    core.source.failed_parts = {f"t1/{SN}": PollError(Reason.HTTP_ERROR, "HTTP 500")}
+    assert core.poll() is False
+    assert core.series("ingestion_failed_files_discovered_total") == {
+        discovered(): 1,
+        discovered(error_type="TIMEOUT"): 1,
+        discovered(platform=SN): 0,
+    }
+    assert core.series("ingestion_failed_files_resolved_total") == {pair(): 1, pair(platform=SN): 0}
+    assert core.series("ingestion_failed_files") == {
+        failed(): 2,
+        failed(error_type="TIMEOUT"): 1,
+        failed(platform=SN): 1,  # the failed part's record is kept, not resolved
+    }
+    assert core.value("ingestion_source_up") == 0
+    assert core.value("ingestion_source_poll_errors_total", reason="http_error") == 1
+    assert core.value("ingestion_source_last_success_timestamp_seconds") == START + 60
+
+
+def test_a_failed_part_is_kept_across_failed_polls_and_counted_once_it_recovers(core: Core) -> None:
+    core.source.records = [record("a"), record("b1", platform=SN), record("b2", platform=SN)]
+    core.poll()
+    core.source.failed_parts = {f"t1/{SN}": PollError(Reason.TIMEOUT, "slow")}
+    core.poll()
+    core.poll()
+    assert core.series("ingestion_failed_files")[failed(platform=SN)] == 2
+    assert core.value("ingestion_source_poll_errors_total", reason="timeout") == 2
+    core.source.failed_parts = {}
+    core.source.records = [record("a"), record("b2", platform=SN), record("b3", platform=SN)]
+    assert core.poll() is True
+    assert core.series("ingestion_failed_files_resolved_total") == {pair(): 0, pair(platform=SN): 1}
+    assert core.series("ingestion_failed_files_discovered_total")[discovered(platform=SN)] == 1
+
+
+def test_a_partial_poll_refreshes_the_data_and_the_stale_clock() -> None:
+    core = Core(stale_after="10m")
+    core.source.records = [record("a"), record("b", platform=SN)]
+    core.poll()
+    core.source.failed_parts = {f"t1/{SN}": PollError(Reason.HTTP_ERROR, "HTTP 500")}
+    core.poll(after=400)
+    core.source.failed_parts, core.source.error = {}, PollError(Reason.AUTH, "HTTP 401")
+    core.poll(after=400)  # 800 s after the first poll, 400 s after the partial one
+    assert set(core.series("ingestion_failed_files")) == {failed(), failed(platform=SN)}
+
+
+# --- failed polls, staleness, health -------------------------------------------------------------
+
+
+def test_a_failed_poll_keeps_the_series_until_stale_after_then_drops_them() -> None:
+    core = Core(stale_after="10m")
+    core.source.records = [record("a", failed_at=START)]
+    core.poll()
+    core.source.error = PollError(Reason.AUTH, "HTTP 401")
+    core.poll(after=600)  # exactly stale_after: kept
+    assert core.series("ingestion_failed_files") == {failed(): 1}
+    assert core.value("ingestion_source_up") == 0
+    core.poll(after=1)
+    samples = core.samples()
+    assert series(samples, "ingestion_failed_files") == {}
+    assert series(samples, "ingestion_failed_files_oldest_timestamp_seconds") == {}
+    assert series(samples, "ingestion_failed_files_newest_timestamp_seconds") == {}
+    # Counters and health stay: they are about the source, not its last result.
+    assert series(samples, "ingestion_failed_files_discovered_total") == {discovered(): 0}
+    assert samples[("ingestion_source_poll_errors_total", key(reason="auth"))] == 2
+    assert samples[("ingestion_source_last_success_timestamp_seconds", key())] == START + 60
+    assert core.exporter.states["s"].stale
+
+
+def test_a_success_after_staleness_brings_the_series_back_and_counts_nothing_twice() -> None:
+    core = Core(stale_after="5m")
+    core.source.records = [record("a"), record("b")]
+    core.poll()
+    core.source.error = PollError(Reason.CONNECTION, "refused")
+    core.poll(after=301)
+    assert core.series("ingestion_failed_files") == {}
+    core.source.error = None
+    core.source.records = [record("a"), record("b"), record("c")]
+    assert core.poll() is True
+    assert core.series("ingestion_failed_files") == {failed(): 3}
+    assert core.series("ingestion_failed_files_discovered_total") == {discovered(): 1}
+    assert core.series("ingestion_failed_files_resolved_total") == {pair(): 0}
+    assert core.value("ingestion_source_up") == 1
+    assert not core.exporter.states["s"].stale
+
+
+def test_stale_after_defaults_to_three_intervals() -> None:
+    core = Core(poll_interval="1m")
+    core.source.records = [record("a")]
+    core.poll()
+    core.source.error = PollError(Reason.CONNECTION, "refused")
+    core.poll(after=180)
+    assert core.series("ingestion_failed_files") == {failed(): 1}
+    core.poll(after=1)
+    assert core.series("ingestion_failed_files") == {}
+
+
+def test_up_and_last_success_follow_the_latest_poll(core: Core) -> None:
+    assert core.value("ingestion_source_up") is None  # no poll has ended yet
+    assert core.value("ingestion_source_last_success_timestamp_seconds") is None
+    core.source.takes = 2.0
+    core.poll()
+    assert core.value("ingestion_source_up") == 1
+    assert core.value("ingestion_source_last_success_timestamp_seconds") == START + 62
+    core.source.error = PollError(Reason.RATE_LIMITED, "HTTP 429")
+    core.poll()
+    assert core.value("ingestion_source_up") == 0
+    assert core.value("ingestion_source_last_success_timestamp_seconds") == START + 62
+    state = core.exporter.states["s"]
+    assert (state.last_poll_start, state.last_poll_end) == (START + 122, START + 124)
+    assert state.last_error is not None and state.last_error.detail == "HTTP 429"
+
+
+def test_every_reason_is_exported_from_zero_and_each_failed_poll_counts_once(core: Core) -> None:
+    assert {labels: v for labels, v in core.series("ingestion_source_poll_errors_total").items()} == {
+        key(reason=reason.value): 0 for reason in Reason
+    }
+    for reason in (Reason.AUTH, Reason.AUTH, Reason.INVALID_RESPONSE):
+        core.source.error = PollError(reason, "x")
+        core.poll()
+    errors = core.series("ingestion_source_poll_errors_total")
+    assert errors[key(reason="auth")] == 2 and errors[key(reason="invalid_response")] == 1
+    assert sum(errors.values()) == 3
+
+
+def test_a_partial_failure_counts_the_first_failed_part_once() -> None:
+    core = Core()
+    core.source.failed_parts = {
+        "t1/a": PollError(Reason.TIMEOUT, "slow"),
+        "t1/b": PollError(Reason.HTTP_ERROR, "HTTP 500"),
+    }
+    core.poll()
+    errors = core.series("ingestion_source_poll_errors_total")
+    assert errors[key(reason="timeout")] == 1 and sum(errors.values()) == 1
+
+
+def test_a_bug_in_a_source_is_counted_as_internal_not_raised(
+    core: Core, caplog: pytest.LogCaptureFixture
+) -> None:
+    core.source.error = KeyError("surprise")
+    assert core.poll() is False
+    assert core.value("ingestion_source_poll_errors_total", reason="internal") == 1
+    state = core.exporter.states["s"]
+    assert state.last_error is not None and state.last_error.detail == "KeyError: 'surprise'"
+    assert "source s: unexpected error during poll" in caplog.text
+
+
+def test_a_poll_past_poll_timeout_is_abandoned_as_timeout() -> None:
+    core = Core(poll_timeout=0.05)
+    core.source.hang = True
+    assert core.poll() is False
+    state = core.exporter.states["s"]
+    assert state.last_error is not None and state.last_error.reason is Reason.TIMEOUT
+    assert state.last_error.detail == "the poll ran past poll_timeout (0.05s)"
+
+
+def test_failed_polls_and_parts_are_logged_with_the_source_and_the_reason(
+    core: Core, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    core.source.failed_parts = {"t1/x": PollError(Reason.HTTP_ERROR, "HTTP 502")}
+    core.source.records = [record("a")]
+    core.poll()
+    core.source.error = PollError(Reason.AUTH, "HTTP 401")
+    core.poll()
+    assert "source s: part t1/x failed: http_error: HTTP 502" in caplog.text
+    assert "source s: poll failed: auth: HTTP 401" in caplog.text
+
+
+def test_poll_durations_fill_the_histogram(core: Core) -> None:
+    for takes in (0.05, 0.3, 7.0, 400.0):
+        core.source.takes = takes
+        core.poll()
+    buckets = {
+        dict(labels)["le"]: value
+        for labels, value in core.series("ingestion_source_poll_duration_seconds_bucket").items()
+    }
+    assert buckets == {
+        "0.05": 1,
+        "0.1": 1,
+        "0.25": 1,
+        "0.5": 2,
+        "1.0": 2,
+        "2.5": 2,
+        "5.0": 2,
+        "10.0": 3,
+        "30.0": 3,
+        "60.0": 3,
+        "120.0": 3,
+        "300.0": 3,
+        "+Inf": 4,
+    }
+    assert core.value("ingestion_source_poll_duration_seconds_count") == 4
+    assert core.value("ingestion_source_poll_duration_seconds_sum") == pytest.approx(407.35)
+
+
+def test_poll_all_is_true_only_when_every_source_succeeded_completely() -> None:
+    core = Core(names=("s", "other"))
+    assert asyncio.run(core.exporter.poll_all()) is True
+    core.sources["other"].failed_parts = {"p": PollError(Reason.HTTP_ERROR, "HTTP 500")}
+    assert asyncio.run(core.exporter.poll_all()) is False
+    core.sources["other"].failed_parts = {}
+    core.sources["other"].error = PollError(Reason.AUTH, "HTTP 401")
+    assert asyncio.run(core.exporter.poll_all()) is False
+
+
+def test_a_failing_source_never_blanks_another() -> None:
+    core = Core(names=("s", "other"), stale_after="1m")
+    core.source.records = [record("a")]
+    core.sources["other"].records = [record("z")]
+    asyncio.run(core.exporter.poll_all())
+    core.sources["other"].error = PollError(Reason.CONNECTION, "refused")
+    core.poll(after=120, name="other")
+    core.poll(after=0, name="s")
+    assert set(core.series("ingestion_failed_files")) == {failed()}
+
+
+# --- readiness ----------------------------------------------------------------------------------
+
+
+def test_ready_once_every_source_has_finished_an_attempt_even_a_failed_one() -> None:
+    core = Core(names=("s", "other"))
+    assert not core.exporter.ready
+    core.source.error = PollError(Reason.AUTH, "HTTP 401")
+    core.poll(name="s")
+    assert not core.exporter.ready  # "other" has not finished a poll yet
+    core.poll(name="other")
+    assert core.exporter.ready
+
+
+# --- sharding -----------------------------------------------------------------------------------
+
+
+def test_shard_assignment_is_a_fixed_function_of_source_and_tenant() -> None:
+    # sha256 of "source\x1ftenant" taken as a number: the same on every machine, in every release.
+    assert [shard_of("s", f"tenant-{i}", 3) for i in range(8)] == SHARDS_OF_8
+    assert [shard_of("rezolve-prod", f"tenant-{i}", 3) for i in range(8)] == [2, 1, 0, 1, 1, 2, 1, 2]
+    assert shard_of("a", "b", 1) == 0
+
+
+SHARDS_OF_8 = [1, 1, 2, 2, 0, 0, 0, 0]
+
+
+def test_shard_assignment_is_the_same_in_another_process() -> None:
+    script = "from exporter.poller import shard_of;print([shard_of('s', f'tenant-{i}', 3) for i in range(8)])"
+    for seed in ("0", "12345"):
+        out = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+            env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin"},
+        ).stdout
+        assert out.strip() == str(SHARDS_OF_8)
+
+
+def test_records_of_tenants_another_shard_owns_are_read_but_not_counted() -> None:
+    tenants = [f"tenant-{i}" for i in range(8)]
+    totals: dict[Any, float] = {}
+    for index in range(3):
+        core = Core(shard={"index": index, "total": 3})
+        core.source.records = [record(f"f-{t}", tenant=t) for t in tenants]
+        core.poll()
+        owned = {t for t, s in zip(tenants, SHARDS_OF_8, strict=True) if s == index}
+        gauges = core.series("ingestion_failed_files")
+        assert gauges == {failed(tenant=t): 1 for t in owned}
+        assert core.value("ingestion_source_records_scanned") == 8
+        assert not set(gauges) & set(totals)
+        totals.update(gauges)
+    assert len(totals) == 8
+
+
+def test_a_source_is_told_which_tenants_its_shard_owns() -> None:
+    core = Core(shard={"index": 1, "total": 3}, source={"tenant": "fixed"})
+    seen: list[bool] = []
+
+    class Probe(ScriptedSource):
+        async def poll(self, out: RecordSink) -> None:
+            seen.extend(out.wants(f"tenant-{i}") for i in range(8))
+
+    core.exporter.sources["s"] = Probe(core.exporter.configs["s"], core.clock)
+    core.poll()
+    # The configured tenant replaces every derived one, so the answer is the same for all.
+    assert seen == [shard_of("s", "fixed", 3) == 1] * 8
+
+
+# --- rendering ----------------------------------------------------------------------------------
+
+GOLDEN_TEXT = """\
+# HELP ingestion_failed_files Failure records in the source's latest successful poll.
+# TYPE ingestion_failed_files gauge
+ingestion_failed_files{error_type="PARSE_ERROR",platform="sharepoint",retry_count="0",source="s",tenant="t1"} 1.0
+ingestion_failed_files{error_type="TIMEOUT",platform="sharepoint",retry_count="5+",source="s",tenant="t1"} 1.0
+# HELP ingestion_failed_files_discovered_total Distinct failure records first seen since the process started.
+# TYPE ingestion_failed_files_discovered_total counter
+ingestion_failed_files_discovered_total{error_type="PARSE_ERROR",platform="sharepoint",source="s",tenant="t1"} 0.0
+ingestion_failed_files_discovered_total{error_type="TIMEOUT",platform="sharepoint",source="s",tenant="t1"} 1.0
+# HELP ingestion_failed_files_resolved_total Failure records present in one successful poll and gone in the next.
+# TYPE ingestion_failed_files_resolved_total counter
+ingestion_failed_files_resolved_total{platform="sharepoint",source="s",tenant="t1"} 0.0
+# HELP ingestion_failed_files_oldest_timestamp_seconds Smallest failed_at among the current failure records.
+# TYPE ingestion_failed_files_oldest_timestamp_seconds gauge
+ingestion_failed_files_oldest_timestamp_seconds{platform="sharepoint",source="s",tenant="t1"} 1.7649997e+09
+# HELP ingestion_failed_files_newest_timestamp_seconds Largest failed_at among the current failure records.
+# TYPE ingestion_failed_files_newest_timestamp_seconds gauge
+ingestion_failed_files_newest_timestamp_seconds{platform="sharepoint",source="s",tenant="t1"} 1.7649998e+09
+# HELP ingestion_source_up 1 if the latest poll succeeded completely, else 0.
+# TYPE ingestion_source_up gauge
+ingestion_source_up{source="s"} 1.0
+# HELP ingestion_source_last_success_timestamp_seconds End of the latest successful poll.
+# TYPE ingestion_source_last_success_timestamp_seconds gauge
+ingestion_source_last_success_timestamp_seconds{source="s"} 1.76500012e+09
+# HELP ingestion_source_poll_duration_seconds Duration of polls.
+# TYPE ingestion_source_poll_duration_seconds histogram
+ingestion_source_poll_duration_seconds_bucket{le="0.05",source="s"} 2.0
+ingestion_source_poll_duration_seconds_bucket{le="0.1",source="s"} 2.0
+ingestion_source_poll_duration_seconds_bucket{le="0.25",source="s"} 2.0
+ingestion_source_poll_duration_seconds_bucket{le="0.5",source="s"} 2.0
+ingestion_source_poll_duration_seconds_bucket{le="1.0",source="s"} 2.0
+ingestion_source_poll_duration_seconds_bucket{le="2.5",source="s"} 2.0
+ingestion_source_poll_duration_seconds_bucket{le="5.0",source="s"} 2.0
+ingestion_source_poll_duration_seconds_bucket{le="10.0",source="s"} 2.0
+ingestion_source_poll_duration_seconds_bucket{le="30.0",source="s"} 2.0
+ingestion_source_poll_duration_seconds_bucket{le="60.0",source="s"} 2.0
+ingestion_source_poll_duration_seconds_bucket{le="120.0",source="s"} 2.0
+ingestion_source_poll_duration_seconds_bucket{le="300.0",source="s"} 2.0
+ingestion_source_poll_duration_seconds_bucket{le="+Inf",source="s"} 2.0
+ingestion_source_poll_duration_seconds_count{source="s"} 2.0
+ingestion_source_poll_duration_seconds_sum{source="s"} 0.0
+# HELP ingestion_source_poll_errors_total Failed polls, by reason.
+# TYPE ingestion_source_poll_errors_total counter
+ingestion_source_poll_errors_total{reason="auth",source="s"} 0.0
+ingestion_source_poll_errors_total{reason="timeout",source="s"} 0.0
+ingestion_source_poll_errors_total{reason="connection",source="s"} 0.0
+ingestion_source_poll_errors_total{reason="http_error",source="s"} 0.0
+ingestion_source_poll_errors_total{reason="rate_limited",source="s"} 0.0
+ingestion_source_poll_errors_total{reason="invalid_response",source="s"} 0.0
+ingestion_source_poll_errors_total{reason="internal",source="s"} 0.0
+# HELP ingestion_source_records_scanned Records read in the latest poll.
+# TYPE ingestion_source_records_scanned gauge
+ingestion_source_records_scanned{source="s"} 2.0
+# HELP ingestion_source_series_dropped Label sets dropped by max_series_per_source in the latest poll.
+# TYPE ingestion_source_series_dropped gauge
+ingestion_source_series_dropped{source="s"} 0.0
+# HELP ingestion_source_info One per enabled source.
+# TYPE ingestion_source_info gauge
+ingestion_source_info{kind="rezolve",source="s"} 1.0
+# HELP ingestion_exporter_build_info Version of the exporter.
+# TYPE ingestion_exporter_build_info gauge
+ingestion_exporter_build_info{version="VERSION"} 1.0
+"""
+
+
+def golden_core() -> Core:
+    core = Core()
+    core.source.records = [record("a", failed_at=START - 300)]
+    core.poll()
+    core.source.records = [
+        record("a", failed_at=START - 300),
+        record("b", error_type="TIMEOUT", retry=7, failed_at=START - 200),
+    ]
+    core.poll()
+    return core
+
+
+def test_the_text_exposition_is_exactly_the_documented_families() -> None:
+    from exporter import __version__
+
+    assert golden_core().exporter.snapshot.text.decode() == GOLDEN_TEXT.replace("VERSION", __version__)
+
+
+def test_the_openmetrics_exposition_has_the_same_samples_and_ends_with_eof() -> None:
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+    snapshot = golden_core().exporter.snapshot
+    text = snapshot.openmetrics.decode()
+    assert text.endswith("# EOF\n")
+    samples = {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if not s.name.endswith("_created")
+    }
+    assert samples == parse_exposition(snapshot.text.decode())
+
+
+def test_gzip_of_each_format_is_that_format() -> None:
+    import gzip
+
+    snapshot = golden_core().exporter.snapshot
+    assert gzip.decompress(snapshot.text_gzip) == snapshot.text
+    assert gzip.decompress(snapshot.openmetrics_gzip) == snapshot.openmetrics
+
+
+def test_a_disabled_source_is_never_polled_and_exports_nothing() -> None:
+    core = Core(source={"enabled": False})
+    assert core.exporter.states == {} and core.sources == {}
+    assert "source=" not in core.exporter.snapshot.text.decode()
