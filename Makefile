@@ -7,7 +7,7 @@ AZURITE_VERSION := 3.37.0
 AZURITE := $(TOOLS)/node_modules/.bin/azurite-table
 SYSTEM_TOOLS := /usr/bin/promtool /usr/bin/prometheus /usr/bin/prometheus-alertmanager /usr/bin/amtool
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench mutation clean
 
 setup: $(VENV)/.installed
 
@@ -46,5 +46,12 @@ test: setup $(AZURITE) $(SYSTEM_TOOLS) lint
 bench: setup
 	$(BIN)/python bench/run.py
 
+# Mutation testing of the counting and classification core (not part of `make test`: it takes
+# minutes). Prints every surviving mutant; docs/testing.md has the score and the survivors read.
+mutation: setup
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children $$(nproc)
+	$(BIN)/mutmut results
+
 clean:
-	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(TOOLS) mutants .mypy_cache .ruff_cache .pytest_cache
