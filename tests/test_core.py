@@ -5,8 +5,8 @@ the fast tests that the mutation run uses."""
 from __future__ import annotations
 
 import asyncio
-import os
 import logging
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -315,6 +315,19 @@ def test_new_records_are_discovered_and_gone_ones_resolved_once_each(core: Core)
     }
 
 
+def test_discovered_and_resolved_add_up_within_a_poll_and_across_polls(core: Core) -> None:
+    core.source.records = [record("a"), record("b"), record("c")]
+    core.poll()
+    core.source.records = [record("d"), record("e")]
+    core.poll()
+    assert core.series("ingestion_failed_files_discovered_total") == {discovered(): 2}
+    assert core.series("ingestion_failed_files_resolved_total") == {pair(): 3}
+    core.source.records = [record("f")]
+    core.poll()
+    assert core.series("ingestion_failed_files_discovered_total") == {discovered(): 3}
+    assert core.series("ingestion_failed_files_resolved_total") == {pair(): 5}
+
+
 def test_counters_keep_their_series_when_the_records_are_gone(core: Core) -> None:
     core.source.records = [record("a")]
     core.poll()
@@ -360,6 +373,17 @@ def test_a_failed_part_is_kept_across_failed_polls_and_counted_once_it_recovers(
     assert core.poll() is True
     assert core.series("ingestion_failed_files_resolved_total") == {pair(): 0, pair(platform=SN): 1}
     assert core.series("ingestion_failed_files_discovered_total")[discovered(platform=SN)] == 1
+
+
+def test_a_failed_part_keeps_its_records_timestamps(core: Core) -> None:
+    core.source.records = [record("a", failed_at=START - 50), record("b", platform=SN, failed_at=START - 900)]
+    core.poll()
+    core.source.failed_parts = {f"t1/{SN}": PollError(Reason.HTTP_ERROR, "HTTP 500")}
+    core.poll()
+    assert core.series("ingestion_failed_files_oldest_timestamp_seconds") == {
+        pair(): START - 50,
+        pair(platform=SN): START - 900,
+    }
 
 
 def test_a_partial_poll_refreshes_the_data_and_the_stale_clock() -> None:
@@ -415,6 +439,7 @@ def test_a_success_after_staleness_brings_the_series_back_and_counts_nothing_twi
 
 def test_stale_after_defaults_to_three_intervals() -> None:
     core = Core(poll_interval="1m")
+    assert core.exporter.states["s"].interval == 60
     core.source.records = [record("a")]
     core.poll()
     core.source.error = PollError(Reason.CONNECTION, "refused")
@@ -483,6 +508,24 @@ def test_a_poll_past_poll_timeout_is_abandoned_as_timeout() -> None:
     assert state.last_error.detail == "the poll ran past poll_timeout (0.05s)"
 
 
+def test_the_poll_deadline_is_poll_timeout_from_the_start_of_the_poll() -> None:
+    from exporter.sources.http import poll_deadline
+
+    core = Core(poll_timeout="2m")
+    seen: list[float] = []
+
+    class Probe(ScriptedSource):
+        async def poll(self, out: RecordSink) -> None:
+            deadline = poll_deadline.get()
+            assert deadline is not None
+            seen.append(deadline - asyncio.get_running_loop().time())
+
+    core.exporter.sources["s"] = Probe(core.exporter.configs["s"], core.clock)
+    core.poll()
+    assert len(seen) == 1 and 0 < seen[0] <= 120
+    assert poll_deadline.get() is None  # reset once the poll ends
+
+
 def test_failed_polls_and_parts_are_logged_with_the_source_and_the_reason(
     core: Core, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -492,8 +535,15 @@ def test_failed_polls_and_parts_are_logged_with_the_source_and_the_reason(
     core.poll()
     core.source.error = PollError(Reason.AUTH, "HTTP 401")
     core.poll()
-    assert "source s: part t1/x failed: http_error: HTTP 502" in caplog.text
-    assert "source s: poll failed: auth: HTTP 401" in caplog.text
+    core.source.error = KeyError("surprise")
+    core.poll()
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", "source s: part t1/x failed: http_error: HTTP 502"),
+        ("WARNING", "source s: poll failed: auth: HTTP 401"),
+        ("ERROR", "source s: unexpected error during poll"),
+        ("WARNING", "source s: poll failed: internal: KeyError: 'surprise'"),
+    ]
+    assert caplog.records[2].exc_info is not None  # the traceback of a bug is kept for its fix
 
 
 def test_poll_durations_fill_the_histogram(core: Core) -> None:
@@ -533,15 +583,26 @@ def test_poll_all_is_true_only_when_every_source_succeeded_completely() -> None:
     assert asyncio.run(core.exporter.poll_all()) is False
 
 
-def test_a_failing_source_never_blanks_another() -> None:
+@pytest.mark.parametrize("broken", ["s", "other"])
+def test_a_failing_source_never_blanks_another(broken: str) -> None:
     core = Core(names=("s", "other"), stale_after="1m")
-    core.source.records = [record("a")]
-    core.sources["other"].records = [record("z")]
+    for source in core.sources.values():
+        source.records = [record("a")]
     asyncio.run(core.exporter.poll_all())
-    core.sources["other"].error = PollError(Reason.CONNECTION, "refused")
-    core.poll(after=120, name="other")
-    core.poll(after=0, name="s")
-    assert set(core.series("ingestion_failed_files")) == {failed()}
+    working = "other" if broken == "s" else "s"
+    core.sources[broken].error = PollError(Reason.CONNECTION, "refused")
+    core.poll(after=120, name=broken)
+    core.poll(after=0, name=working)
+    gauges = series(core.samples(), "ingestion_failed_files")
+    assert {dict(labels)["source"] for labels in gauges} == {working}
+
+
+def test_a_source_not_yet_polled_never_hides_another() -> None:
+    core = Core(names=("s", "other"))
+    core.sources["other"].records = [record("a")]
+    core.poll(name="other")
+    gauges = series(core.samples(), "ingestion_failed_files")
+    assert {dict(labels)["source"] for labels in gauges} == {"other"}
 
 
 # --- readiness ----------------------------------------------------------------------------------
@@ -564,10 +625,12 @@ def test_shard_assignment_is_a_fixed_function_of_source_and_tenant() -> None:
     # sha256 of "source\x1ftenant" taken as a number: the same on every machine, in every release.
     assert [shard_of("s", f"tenant-{i}", 3) for i in range(8)] == SHARDS_OF_8
     assert [shard_of("rezolve-prod", f"tenant-{i}", 3) for i in range(8)] == [2, 1, 0, 1, 1, 2, 1, 2]
+    assert [shard_of("s", f"tenant-{i}", 2) for i in range(8)] == SHARDS_OF_8_IN_2
     assert shard_of("a", "b", 1) == 0
 
 
 SHARDS_OF_8 = [1, 1, 2, 2, 0, 0, 0, 0]
+SHARDS_OF_8_IN_2 = [1, 0, 0, 1, 1, 0, 0, 1]
 
 
 def test_shard_assignment_is_the_same_in_another_process() -> None:
@@ -584,14 +647,15 @@ def test_shard_assignment_is_the_same_in_another_process() -> None:
         assert out.strip() == str(SHARDS_OF_8)
 
 
-def test_records_of_tenants_another_shard_owns_are_read_but_not_counted() -> None:
+@pytest.mark.parametrize("total", [2, 3])
+def test_records_of_tenants_another_shard_owns_are_read_but_not_counted(total: int) -> None:
     tenants = [f"tenant-{i}" for i in range(8)]
     totals: dict[Any, float] = {}
-    for index in range(3):
-        core = Core(shard={"index": index, "total": 3})
+    for index in range(total):
+        core = Core(shard={"index": index, "total": total})
         core.source.records = [record(f"f-{t}", tenant=t) for t in tenants]
         core.poll()
-        owned = {t for t, s in zip(tenants, SHARDS_OF_8, strict=True) if s == index}
+        owned = {t for t in tenants if shard_of("s", t, total) == index}
         gauges = core.series("ingestion_failed_files")
         assert gauges == {failed(tenant=t): 1 for t in owned}
         assert core.value("ingestion_source_records_scanned") == 8
@@ -726,3 +790,19 @@ def test_a_disabled_source_is_never_polled_and_exports_nothing() -> None:
     core = Core(source={"enabled": False})
     assert core.exporter.states == {} and core.sources == {}
     assert "source=" not in core.exporter.snapshot.text.decode()
+
+
+# --- redaction ----------------------------------------------------------------------------------
+
+
+def test_the_exporter_redacts_every_configured_secret() -> None:
+    core = Core(source={"token": "s3cr3t-token"})
+    assert core.exporter.redactor.scrub("Bearer s3cr3t-token refused") == "Bearer <redacted> refused"
+
+
+def test_a_secret_inside_another_is_redacted_whole() -> None:
+    from exporter.redact import Redactor
+
+    redactor = Redactor(["zz", "aazz", ""])
+    assert redactor.scrub("key aazz and zz") == "key <redacted> and <redacted>"
+    assert Redactor([]).scrub("nothing to hide") == "nothing to hide"
