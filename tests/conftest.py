@@ -20,10 +20,20 @@ from exporter.simulators.rezolve import RezolveFile, RezolveSimulator
 
 ROOT = Path(__file__).resolve().parent.parent
 AZURITE_BIN = ROOT / ".tools" / "node_modules" / ".bin" / "azurite-table"
+DEBIAN_BIN = ROOT / ".tools" / "debian" / "usr" / "bin"
 # The emulator's documented, public development account (not a secret).
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 TENANT_A = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 TENANT_B = "9b2d7c1e-0f4a-4d6b-8e3c-5a1b2c3d4e5f"
+
+
+def debian_tool(name: str) -> str:
+    """Prometheus, promtool, Alertmanager or amtool, unpacked from Debian's packages by `make test`.
+    Missing is a failure, never a skip."""
+    path = DEBIAN_BIN / name
+    if not path.exists():
+        pytest.fail(f"{name} is not at {path}: run `make test`, which unpacks it from Debian's packages")
+    return str(path)
 
 
 def free_port() -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,20 +12,13 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, debian_tool
 
 RULES = ROOT / "alerts" / "ingestion-failures.rules.yml"
 RULE_TESTS = ROOT / "alerts" / "tests" / "ingestion-failures.test.yml"
 ALERTMANAGER = ROOT / "deploy" / "alertmanager.yml"
 RUNBOOKS = ROOT / "docs" / "runbooks.md"
 DASHBOARDS = sorted((ROOT / "dashboards").glob("*.json"))
-
-
-def tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} is not installed: run `make test`, which installs it from Debian's packages")
-    return path
 
 
 def run(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -39,13 +31,13 @@ def alerts() -> list[dict[str, Any]]:
 
 
 def test_promtool_check_rules_is_clean() -> None:
-    result = run(tool("promtool"), "check", "rules", str(RULES))
+    result = run(debian_tool("promtool"), "check", "rules", str(RULES))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS: 17 rules found" in result.stdout
 
 
 def test_promtool_unit_tests_pass() -> None:
-    result = run(tool("promtool"), "test", "rules", str(RULE_TESTS))
+    result = run(debian_tool("promtool"), "test", "rules", str(RULE_TESTS))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -84,7 +76,7 @@ def test_every_alert_has_severity_texts_and_a_written_runbook(rule: dict[str, An
 
 
 def test_amtool_accepts_the_alertmanager_example() -> None:
-    result = run(tool("amtool"), "check-config", str(ALERTMANAGER))
+    result = run(debian_tool("amtool"), "check-config", str(ALERTMANAGER))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -96,7 +88,7 @@ def test_amtool_accepts_the_alertmanager_example() -> None:
     ],
 )
 def test_alerts_route_by_severity(labels: list[str], receiver: str) -> None:
-    result = run(tool("amtool"), "config", "routes", "test", f"--config.file={ALERTMANAGER}", *labels)
+    result = run(debian_tool("amtool"), "config", "routes", "test", f"--config.file={ALERTMANAGER}", *labels)
     assert result.stdout.strip() == receiver
 
 

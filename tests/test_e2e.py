@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -22,7 +21,7 @@ import pytest
 import yaml
 
 from exporter.demo import Demo
-from tests.conftest import ROOT, eventually, free_port, wait_for_port
+from tests.conftest import ROOT, debian_tool, eventually, free_port, wait_for_port
 
 pytestmark = pytest.mark.e2e
 
@@ -86,13 +85,6 @@ class Processes:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
-
-
-def binary(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} is not installed: run `make test`, which installs it from Debian's packages")
-    return path
 
 
 def with_short_for(rules: dict[str, Any]) -> dict[str, Any]:
@@ -173,7 +165,7 @@ def stack(tmp_path: Path, webhook: Webhook) -> Iterator[Stack]:
         processes.start(
             "alertmanager",
             [
-                binary("prometheus-alertmanager"),
+                debian_tool("prometheus-alertmanager"),
                 f"--config.file={tmp_path / 'alertmanager.yml'}",
                 f"--storage.path={tmp_path / 'am-data'}",
                 f"--web.listen-address=127.0.0.1:{am_port}",
@@ -191,7 +183,7 @@ def stack(tmp_path: Path, webhook: Webhook) -> Iterator[Stack]:
         prometheus = processes.start(
             "prometheus",
             [
-                binary("prometheus"),
+                debian_tool("prometheus"),
                 f"--config.file={tmp_path / 'prometheus.yml'}",
                 f"--storage.tsdb.path={tmp_path / 'prom-data'}",
                 f"--web.listen-address=127.0.0.1:{prom_port}",
