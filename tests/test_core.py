@@ -9,8 +9,8 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Coroutine, Iterator
+from typing import Any, TypeVar
 
 import pytest
 
@@ -20,12 +20,14 @@ from exporter.records import FailureRecord, PollError, Reason
 from exporter.sources.base import RecordSink, Source
 from tests.conftest import ROOT, parse_exposition, series
 
+T = TypeVar("T")
 START = 1_765_000_000.0
 SP, SN = "sharepoint", "servicenow"
 
 
 class Clock:
-    """The wall clock the exporter reads; only the test moves it."""
+    """The one clock of a test: the exporter's wall clock and the event loop's clock at once, moved
+    only by the test (so a timer fires when the test moves time past it, not when time passes)."""
 
     def __init__(self, now: float = START) -> None:
         self.now = now
@@ -117,9 +119,23 @@ class Core:
     def source(self) -> ScriptedSource:
         return self.sources["s"]
 
+    def run(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run ``work`` in an event loop whose clock is the test's clock."""
+
+        def loop_on_the_test_clock() -> asyncio.AbstractEventLoop:
+            loop = asyncio.new_event_loop()
+            loop.time = self.clock  # type: ignore[method-assign]
+            return loop
+
+        with asyncio.Runner(loop_factory=loop_on_the_test_clock) as runner:
+            return runner.run(work)
+
     def poll(self, after: float = 60.0, name: str = "s") -> bool:
         self.clock.advance(after)
-        return asyncio.run(self.exporter.poll(name))
+        return self.run(self.exporter.poll(name))
+
+    def poll_all(self) -> bool:
+        return self.run(self.exporter.poll_all())
 
     def samples(self) -> dict[Any, float]:
         return parse_exposition(self.exporter.snapshot.text.decode())
@@ -499,13 +515,33 @@ def test_a_bug_in_a_source_is_counted_as_internal_not_raised(
     assert "source s: unexpected error during poll" in caplog.text
 
 
+async def settle() -> None:
+    """Let every callback that is due run (a timer that fired, the task it cancelled, ...)."""
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
 def test_a_poll_past_poll_timeout_is_abandoned_as_timeout() -> None:
-    core = Core(poll_timeout=0.05)
+    core = Core(poll_timeout="2m")
     core.source.hang = True
-    assert core.poll() is False
+
+    async def scenario() -> bool:
+        poll = asyncio.create_task(core.exporter.poll("s"))
+        await settle()
+        core.clock.advance(119)
+        await settle()
+        assert not poll.done()  # within poll_timeout: still waiting for the source
+        core.clock.advance(2)
+        await settle()
+        assert poll.done()
+        return poll.result()
+
+    assert core.run(scenario()) is False
     state = core.exporter.states["s"]
     assert state.last_error is not None and state.last_error.reason is Reason.TIMEOUT
-    assert state.last_error.detail == "the poll ran past poll_timeout (0.05s)"
+    assert state.last_error.detail == "the poll ran past poll_timeout (120s)"
+    assert (state.last_poll_start, state.last_poll_end) == (START, START + 121)
+    assert core.value("ingestion_source_poll_errors_total", reason="timeout") == 1
 
 
 def test_the_poll_deadline_is_poll_timeout_from_the_start_of_the_poll() -> None:
@@ -518,11 +554,11 @@ def test_the_poll_deadline_is_poll_timeout_from_the_start_of_the_poll() -> None:
         async def poll(self, out: RecordSink) -> None:
             deadline = poll_deadline.get()
             assert deadline is not None
-            seen.append(deadline - asyncio.get_running_loop().time())
+            seen.append(deadline)
 
     core.exporter.sources["s"] = Probe(core.exporter.configs["s"], core.clock)
-    core.poll()
-    assert len(seen) == 1 and 0 < seen[0] <= 120
+    core.poll(after=60)
+    assert seen == [START + 60 + 120]
     assert poll_deadline.get() is None  # reset once the poll ends
 
 
@@ -575,12 +611,12 @@ def test_poll_durations_fill_the_histogram(core: Core) -> None:
 
 def test_poll_all_is_true_only_when_every_source_succeeded_completely() -> None:
     core = Core(names=("s", "other"))
-    assert asyncio.run(core.exporter.poll_all()) is True
+    assert core.poll_all() is True
     core.sources["other"].failed_parts = {"p": PollError(Reason.HTTP_ERROR, "HTTP 500")}
-    assert asyncio.run(core.exporter.poll_all()) is False
+    assert core.poll_all() is False
     core.sources["other"].failed_parts = {}
     core.sources["other"].error = PollError(Reason.AUTH, "HTTP 401")
-    assert asyncio.run(core.exporter.poll_all()) is False
+    assert core.poll_all() is False
 
 
 @pytest.mark.parametrize("broken", ["s", "other"])
@@ -588,7 +624,7 @@ def test_a_failing_source_never_blanks_another(broken: str) -> None:
     core = Core(names=("s", "other"), stale_after="1m")
     for source in core.sources.values():
         source.records = [record("a")]
-    asyncio.run(core.exporter.poll_all())
+    core.poll_all()
     working = "other" if broken == "s" else "s"
     core.sources[broken].error = PollError(Reason.CONNECTION, "refused")
     core.poll(after=120, name=broken)
