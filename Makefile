@@ -57,6 +57,7 @@ mutation: setup
 	rm -rf mutants
 	$(BIN)/mutmut run --max-children $$(nproc)
 	$(BIN)/mutmut results
+	$(BIN)/mutmut export-cicd-stats >/dev/null && cat mutants/mutmut-cicd-stats.json
 
 clean:
 	rm -rf $(VENV) $(TOOLS) mutants .mypy_cache .ruff_cache .pytest_cache
