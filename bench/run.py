@@ -21,11 +21,11 @@ import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
-from exporter.aggregate import PollAggregator
-from exporter.classify import Classifier
+from exporter.pipeline.aggregate import PollAggregator
+from exporter.pipeline.classify import Classifier
+from exporter.pipeline.render import Snapshot, lane_families, render_exporter, render_lane
+from exporter.pipeline.state import SourceState
 from exporter.records import FailureRecord
-from exporter.snapshot import StateCollector, render
-from exporter.state import SourceState
 
 MESSAGES = [
     "Access to the path 'C:\\Data\\HR\\file-{n}.docx' is denied.",
@@ -58,7 +58,11 @@ def records(count: int, tenants: int, seed: int = 1) -> list[FailureRecord]:
 
 def aggregate(items: list[FailureRecord], classifier: Classifier) -> Any:
     aggregator = PollAggregator(
-        classifier=classifier, retry_count_cap=5, max_series=10**9, owns_tenant=lambda _: True
+        classifier=classifier,
+        retry_count_cap=5,
+        max_series=10**9,
+        owns_tenant=lambda _: True,
+        deadline=float("inf"),
     )
     for record in items:
         aggregator.add(record)
@@ -81,7 +85,7 @@ def bench_scrape(series_per_source: int, sources: int, scrapes: int) -> list[tup
     from prometheus_client import CollectorRegistry, start_http_server
 
     from exporter.config import build_settings
-    from exporter.poller import Exporter
+    from exporter.runtime import Exporter
     from exporter.web import WebServer
 
     states = []
@@ -95,10 +99,18 @@ def bench_scrape(series_per_source: int, sources: int, scrapes: int) -> list[tup
     series = sum(len(s.result.counts) for s in states if s.result)
 
     ours = Exporter(build_settings({}, {}))
-    ours.snapshot = render(states)
+    ours.snapshot = Snapshot([*(render_lane(state) for state in states), render_exporter(True, 0.0)])
     server = WebServer(ours, "127.0.0.1", 0).start()
+
+    class EveryLane:
+        """The same families, built and rendered on every scrape."""
+
+        def collect(self) -> Any:
+            for state in states:
+                yield from lane_families(state)
+
     registry = CollectorRegistry()
-    registry.register(StateCollector(states))  # type: ignore[arg-type]
+    registry.register(EveryLane())  # type: ignore[arg-type]
     baseline_server, _ = start_http_server(0, addr="127.0.0.1", registry=registry)
     baseline_port = baseline_server.server_address[1]
     results = {}
@@ -166,7 +178,11 @@ def bench_memory(count: int) -> list[tuple[str, str, str]]:
     def streaming() -> Any:
         # Records are produced and dropped one by one, as a source's parser does.
         aggregator = PollAggregator(
-            classifier=classifier, retry_count_cap=5, max_series=10**9, owns_tenant=lambda _: True
+            classifier=classifier,
+            retry_count_cap=5,
+            max_series=10**9,
+            owns_tenant=lambda _: True,
+            deadline=float("inf"),
         )
         rng = random.Random(2)
         for i in range(count):

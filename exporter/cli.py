@@ -13,7 +13,7 @@ from exporter import __version__
 from exporter.config import ConfigError, Settings, build_settings, load_config, split_listen_address
 from exporter.demo import Demo
 from exporter.logsetup import setup_logging
-from exporter.poller import Exporter
+from exporter.runtime import Exporter
 from exporter.scheduler import build_scheduler
 from exporter.web import WebConfig, WebServer, load_web_config
 

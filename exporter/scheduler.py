@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from exporter.poller import Exporter
+from exporter.runtime import Exporter
 
 # Jitter spreads sources with the same interval over time; capped so long intervals stay regular.
 JITTER_FRACTION = 0.1

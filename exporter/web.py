@@ -23,8 +23,8 @@ from pydantic import Field, ValidationError
 from exporter import __version__
 from exporter.config import ConfigError, describe
 from exporter.configtypes import Frozen
-from exporter.poller import Exporter
-from exporter.snapshot import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
+from exporter.pipeline.render import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
+from exporter.runtime import Exporter
 
 log = logging.getLogger(__name__)
 

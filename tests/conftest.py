@@ -198,7 +198,7 @@ def run_polls(target: dict[str, Any] | Any, *between: Callable[[], Any]) -> Any:
     import asyncio
 
     from exporter.config import build_settings
-    from exporter.poller import Exporter
+    from exporter.runtime import Exporter
 
     exporter = target if isinstance(target, Exporter) else Exporter(build_settings(target, {}))
 

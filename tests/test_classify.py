@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.classify import Classifier
+from exporter.pipeline.classify import Classifier
 
 REALISTIC = [
     ("RATE_LIMITED", "HTTP 429 returned by Graph API"),
@@ -68,7 +68,7 @@ def test_realistic_messages_get_their_type(expected: str, message: str) -> None:
 
 
 def test_every_type_has_at_least_one_example() -> None:
-    from exporter.classify import BUILT_IN_RULES
+    from exporter.pipeline.classify import BUILT_IN_RULES
 
     assert {t for t, _ in BUILT_IN_RULES} | {"UNKNOWN"} == {t for t, _ in REALISTIC}
 

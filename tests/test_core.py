@@ -15,8 +15,9 @@ from typing import Any, TypeVar
 import pytest
 
 from exporter.config import build_settings
-from exporter.poller import Exporter, shard_of
+from exporter.pipeline.shard import shard_of
 from exporter.records import FailureRecord, PollError, Reason
+from exporter.runtime import Exporter
 from exporter.sources.base import RecordSink, Source
 from tests.conftest import ROOT, parse_exposition, series
 
@@ -545,21 +546,16 @@ def test_a_poll_past_poll_timeout_is_abandoned_as_timeout() -> None:
 
 
 def test_the_poll_deadline_is_poll_timeout_from_the_start_of_the_poll() -> None:
-    from exporter.sources.http import poll_deadline
-
     core = Core(poll_timeout="2m")
     seen: list[float] = []
 
     class Probe(ScriptedSource):
         async def poll(self, out: RecordSink) -> None:
-            deadline = poll_deadline.get()
-            assert deadline is not None
-            seen.append(deadline)
+            seen.append(out.deadline)
 
-    core.exporter.sources["s"] = Probe(core.exporter.configs["s"], core.clock)
+    core.exporter.lanes["s"].source = Probe(core.exporter.lanes["s"].settings.source, core.clock)
     core.poll(after=60)
     assert seen == [START + 60 + 120]
-    assert poll_deadline.get() is None  # reset once the poll ends
 
 
 def test_failed_polls_and_parts_are_logged_with_the_source_and_the_reason(
@@ -654,6 +650,79 @@ def test_ready_once_every_source_has_finished_an_attempt_even_a_failed_one() -> 
     assert core.exporter.ready
 
 
+def test_ready_only_once_the_polls_outcome_is_on_metrics(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from exporter.pipeline import lane as lane_module
+
+    core = Core()
+    core.source.records = [record("a")]
+    rendering, release = threading.Event(), threading.Event()
+    real_render = lane_module.render_lane
+
+    def slow_render(state: Any) -> Any:
+        rendering.set()
+        release.wait(10)
+        return real_render(state)
+
+    monkeypatch.setattr(lane_module, "render_lane", slow_render)
+
+    async def scenario() -> None:
+        poll = asyncio.create_task(core.exporter.poll("s"))
+        await asyncio.to_thread(rendering.wait, 10)
+        # The poll has ended and its state is recorded, but its blocks are not out yet.
+        assert core.exporter.states["s"].last_poll_end is not None
+        assert not core.exporter.ready
+        assert core.series("ingestion_failed_files") == {}
+        release.set()
+        await poll
+        assert core.exporter.ready
+        assert core.series("ingestion_failed_files") == {failed(): 1}
+
+    core.run(scenario())
+
+
+# --- lanes --------------------------------------------------------------------------------------
+
+
+def test_every_family_header_appears_once_with_each_lanes_samples_in_configuration_order() -> None:
+    core = Core(names=("zeta", "alpha"))
+    core.sources["zeta"].records = [record("z")]
+    core.sources["alpha"].records = [record("a", error_type="TIMEOUT")]
+    core.poll_all()
+    text = core.exporter.snapshot.text.decode()
+    for family in ("ingestion_failed_files", "ingestion_source_up", "ingestion_source_poll_duration_seconds"):
+        assert text.count(f"# HELP {family} ") == 1 and text.count(f"# TYPE {family} ") == 1
+    gauges = [line for line in text.splitlines() if line.startswith("ingestion_failed_files{")]
+    assert [('source="zeta"' in line, 'source="alpha"' in line) for line in gauges] == [
+        (True, False),
+        (False, True),
+    ]
+    assert text.index('ingestion_source_info{kind="rezolve",source="zeta"}') < text.index(
+        'ingestion_source_info{kind="rezolve",source="alpha"}'
+    )
+
+
+def test_a_poll_renders_only_its_own_lane() -> None:
+    core = Core(names=("s", "other"))
+    core.poll_all()
+    untouched = core.exporter.lanes["other"].blocks
+    before = core.exporter.snapshot
+    core.source.records = [record("a")]
+    core.poll(name="s")
+    assert core.exporter.lanes["other"].blocks is untouched
+    assert core.exporter.snapshot is not before  # a new snapshot, sharing the other lane's blocks
+    assert core.exporter.snapshot.blocks[1] is untouched
+
+
+def test_the_poll_interval_is_exported_per_source() -> None:
+    core = Core(names=("s", "other"), poll_interval="90s")
+    assert core.series("ingestion_source_poll_interval_seconds") == {
+        key(): 90,
+        frozenset({"source": "other"}.items()): 90,
+    }
+
+
 # --- sharding -----------------------------------------------------------------------------------
 
 
@@ -670,7 +739,7 @@ SHARDS_OF_8_IN_2 = [1, 0, 0, 1, 1, 0, 0, 1]
 
 
 def test_shard_assignment_is_the_same_in_another_process() -> None:
-    script = "from exporter.poller import shard_of;print([shard_of('s', f'tenant-{i}', 3) for i in range(8)])"
+    script = "from exporter.pipeline.shard import shard_of;print([shard_of('s', f'tenant-{i}', 3) for i in range(8)])"
     for seed in ("0", "12345"):
         out = subprocess.run(
             [sys.executable, "-c", script],
@@ -708,7 +777,7 @@ def test_a_source_is_told_which_tenants_its_shard_owns() -> None:
         async def poll(self, out: RecordSink) -> None:
             seen.extend(out.wants(f"tenant-{i}") for i in range(8))
 
-    core.exporter.sources["s"] = Probe(core.exporter.configs["s"], core.clock)
+    core.exporter.lanes["s"].source = Probe(core.exporter.lanes["s"].settings.source, core.clock)
     core.poll()
     # The configured tenant replaces every derived one, so the answer is the same for all.
     assert seen == [shard_of("s", "fixed", 3) == 1] * 8
@@ -775,9 +844,18 @@ ingestion_source_series_dropped{source="s"} 0.0
 # HELP ingestion_source_info One per enabled source.
 # TYPE ingestion_source_info gauge
 ingestion_source_info{kind="rezolve",source="s"} 1.0
+# HELP ingestion_source_poll_interval_seconds The source's configured poll interval.
+# TYPE ingestion_source_poll_interval_seconds gauge
+ingestion_source_poll_interval_seconds{source="s"} 300.0
 # HELP ingestion_exporter_build_info Version of the exporter.
 # TYPE ingestion_exporter_build_info gauge
 ingestion_exporter_build_info{version="VERSION"} 1.0
+# HELP ingestion_exporter_config_last_reload_successful 1 if the latest (re)load of the configuration succeeded, else 0.
+# TYPE ingestion_exporter_config_last_reload_successful gauge
+ingestion_exporter_config_last_reload_successful 1.0
+# HELP ingestion_exporter_config_last_reload_success_timestamp_seconds Time of the latest successful (re)load of the configuration.
+# TYPE ingestion_exporter_config_last_reload_success_timestamp_seconds gauge
+ingestion_exporter_config_last_reload_success_timestamp_seconds 1.765e+09
 """
 
 

@@ -153,6 +153,9 @@ def test_once_prints_exactly_the_spec_series(
         "ingestion_source_series_dropped",
         "ingestion_source_info",
         "ingestion_exporter_build_info",
+        "ingestion_source_poll_interval_seconds",
+        "ingestion_exporter_config_last_reload_successful",
+        "ingestion_exporter_config_last_reload_success_timestamp_seconds",
     }
     assert samples[("ingestion_source_records_scanned", frozenset({("source", "rezolve")}))] == 4
     assert samples[("ingestion_source_info", frozenset({("source", "table"), ("kind", "azure_table")}))] == 1

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from exporter.poller import Exporter
 from exporter.records import Reason
+from exporter.runtime import Exporter
 from exporter.simulators.rezolve import RezolveSimulator
 from tests.conftest import TENANT_A, free_port, rezolve_file, run_polls
 

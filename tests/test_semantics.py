@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from exporter.config import build_settings
-from exporter.poller import Exporter, shard_of
+from exporter.runtime import Exporter
 from exporter.simulators.rezolve import RezolveSimulator
 from tests.conftest import (
     TENANT_A,
@@ -159,7 +159,6 @@ def test_shards_split_tenants_with_nothing_on_two_and_nothing_lost(rezolve: Rezo
         assert not set(part) & set(union)
         union.update(part)
     assert union == whole and len(whole) == 2
-    assert shard_of("rezolve-test", TENANT_A, 3) == shard_of("rezolve-test", TENANT_A, 3)
 
 
 def test_disabled_sources_export_nothing(rezolve: RezolveSimulator) -> None:

@@ -21,7 +21,7 @@ import trustme
 import yaml
 
 from exporter.config import build_settings
-from exporter.poller import Exporter
+from exporter.runtime import Exporter
 from exporter.scheduler import build_scheduler, jitter_for
 from exporter.simulators.rezolve import RezolveSimulator
 from tests.conftest import ROOT, TENANT_A, eventually, free_port, rezolve_file, rezolve_source, wait_for_port

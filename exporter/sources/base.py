@@ -18,7 +18,12 @@ IdentityT = TypeVar("IdentityT", bound=tuple[str, ...])
 
 
 class RecordSink(Protocol):
-    """Where a poll sends its records (the aggregator)."""
+    """Where a poll sends its records (the lane's aggregator), and by when it must end."""
+
+    @property
+    def deadline(self) -> float:
+        """The event loop's time by which the poll must have ended (``poll_timeout``)."""
+        ...
 
     def wants(self, tenant: str) -> bool: ...
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import contextvars
 import json
 import random
 import time
@@ -20,9 +19,6 @@ from exporter import __version__
 from exporter.configtypes import HttpSourceConfig
 from exporter.records import PollError, Reason, excerpt
 from exporter.sources.base import RecordSink, Source
-
-# The loop time by which the current poll must end; set by the poller for each poll.
-poll_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("poll_deadline", default=None)
 
 USER_AGENT = f"ingestion-failure-exporter/{__version__}"
 
@@ -96,6 +92,8 @@ class HttpClient:
         self._max_bytes = max_response_bytes
         self._retries = retries
         self._backoff = backoff
+        # The loop time by which the current poll must end: retries that would not fit are not made.
+        self.deadline: float | None = None
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -142,7 +140,7 @@ class HttpClient:
                     wait = self._backoff_for(attempt)
                 else:
                     raise error
-            if attempt >= self._retries or not _fits_budget(loop, wait):
+            if attempt >= self._retries or not self._fits_budget(loop, wait):
                 raise error
             await asyncio.sleep(wait)
             attempt += 1
@@ -177,11 +175,9 @@ class HttpClient:
     def _backoff_for(self, attempt: int) -> float:
         return self._backoff * (2.0**attempt) * (0.5 + random.random() / 2)
 
-
-def _fits_budget(loop: asyncio.AbstractEventLoop, wait: float) -> bool:
-    """Whether waiting ``wait`` seconds still leaves time in the poll for another attempt."""
-    deadline = poll_deadline.get()
-    return deadline is None or loop.time() + wait < deadline
+    def _fits_budget(self, loop: asyncio.AbstractEventLoop, wait: float) -> bool:
+        """Whether waiting ``wait`` seconds still leaves time in the poll for another attempt."""
+        return self.deadline is None or loop.time() + wait < self.deadline
 
 
 HttpConfigT = TypeVar("HttpConfigT", bound=HttpSourceConfig)
@@ -200,6 +196,15 @@ class HttpSource(Source[HttpConfigT], Generic[HttpConfigT]):
             headers={"accept": "application/json", **headers},
         )
 
+    async def poll(self, out: RecordSink) -> None:
+        # One poll of a source at a time (the scheduler's rule), so the client holds its deadline.
+        self._http.deadline = out.deadline
+        await self.fetch(out)
+
+    @abc.abstractmethod
+    async def fetch(self, out: RecordSink) -> None:
+        """Read the platform's failures into ``out``."""
+
     async def aclose(self) -> None:
         await self._http.aclose()
 
@@ -215,7 +220,7 @@ class SingleTenantSource(HttpSource[HttpConfigT], Generic[HttpConfigT]):
     def default_tenant(self) -> str:
         return self.config.name
 
-    async def poll(self, out: RecordSink) -> None:
+    async def fetch(self, out: RecordSink) -> None:
         if out.wants(self.tenant):
             await self.read(out)
 

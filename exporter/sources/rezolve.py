@@ -40,7 +40,7 @@ class RezolveSource(HttpSource[RezolveConfig]):
     def __init__(self, config: RezolveConfig) -> None:
         super().__init__(config, {"authorization": f"Bearer {config.secret('token')}"})
 
-    async def poll(self, out: RecordSink) -> None:
+    async def fetch(self, out: RecordSink) -> None:
         parts = [
             (f"{tenant.tenant_id}/{platform}", self._failed_files(tenant, platform))
             for tenant in self.config.tenants

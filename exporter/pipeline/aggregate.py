@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from exporter.classify import Classifier
+from exporter.pipeline.classify import Classifier
 from exporter.records import FailureRecord, PollError
 
 # (tenant, platform, error_type, retry_count label)
@@ -47,9 +47,11 @@ class PollAggregator:
         retry_count_cap: int,
         max_series: int,
         owns_tenant: Callable[[str], bool],
+        deadline: float,
         tenant: str | None = None,
         platform: str | None = None,
     ) -> None:
+        self.deadline = deadline
         self._classifier = classifier
         self._cap = retry_count_cap
         self._max_series = max_series

@@ -6,7 +6,7 @@ import bisect
 from collections import Counter
 from dataclasses import dataclass, field
 
-from exporter.aggregate import PollResult
+from exporter.pipeline.aggregate import PollResult
 from exporter.records import PollError, Reason
 
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)

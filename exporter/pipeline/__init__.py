@@ -1,0 +1,1 @@
+"""From a source's records to exposition bytes: classify, aggregate, keep state, render, per lane."""

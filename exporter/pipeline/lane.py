@@ -1,0 +1,123 @@
+"""A source's lane: its source, its aggregation, its state and its own rendered blocks.
+
+A poll runs the source into a fresh aggregator, records the outcome in the lane's state, renders
+the lane's blocks off the event loop and only then publishes them. Nothing here reads another
+lane, and nothing outside writes this one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from exporter.pipeline.aggregate import PollAggregator
+from exporter.pipeline.classify import Classifier
+from exporter.pipeline.render import Blocks, render_lane
+from exporter.pipeline.state import SourceState
+from exporter.records import PollError, Reason
+from exporter.sources.base import Source
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LaneSettings:
+    """Everything that decides what a lane counts. Equal settings on reload: the lane is kept."""
+
+    source: Any  # the source's validated configuration (frozen, so comparable)
+    interval: float
+    stale_after: float
+    poll_timeout: float
+    retry_count_cap: int
+    max_series: int
+    shard_index: int
+    shard_total: int
+    rules: tuple[tuple[str, str], ...]
+
+    @property
+    def name(self) -> str:
+        return str(self.source.name)
+
+
+class Lane:
+    """One source, polled one poll at a time; ``blocks`` are what /metrics shows of it."""
+
+    def __init__(
+        self,
+        settings: LaneSettings,
+        source: Source[Any],
+        *,
+        classifier: Classifier,
+        owns_tenant: Callable[[str], bool],
+        publish: Callable[[], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.source = source
+        self._classifier = classifier
+        self._owns_tenant = owns_tenant
+        self._publish = publish
+        self._clock = clock
+        self.state = SourceState(
+            name=settings.name,
+            kind=settings.source.kind,
+            interval=settings.interval,
+            stale_after=settings.stale_after,
+        )
+        self.blocks: Blocks = render_lane(self.state)
+        # True once a poll's outcome is in the published blocks (/readyz).
+        self.published = False
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    async def poll(self) -> bool:
+        """Poll the source once; True if it succeeded completely."""
+        name, timeout = self.name, self.settings.poll_timeout
+        config = self.settings.source
+        aggregator = PollAggregator(
+            classifier=self._classifier,
+            retry_count_cap=self.settings.retry_count_cap,
+            max_series=self.settings.max_series,
+            owns_tenant=self._owns_tenant,
+            deadline=asyncio.get_running_loop().time() + timeout,
+            tenant=config.tenant,
+            platform=config.platform,
+        )
+        started = self._clock()
+        error: PollError | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                await self.source.poll(aggregator)
+        except TimeoutError:
+            error = PollError(Reason.TIMEOUT, f"the poll ran past poll_timeout ({timeout:g}s)")
+        except PollError as exc:
+            error = exc
+        except Exception as exc:  # the boundary: a bug in a source is counted, not fatal
+            log.exception("source %s: unexpected error during poll", name)
+            error = PollError(Reason.INTERNAL, f"{type(exc).__name__}: {exc}")
+        ended = self._clock()
+        if error is None:
+            self.state.record_result(
+                aggregator.finish(self.state.result), aggregator.failures, started, ended
+            )
+            for scope, part_error in aggregator.failures.items():
+                log.warning("source %s: part %s failed: %s", name, scope, part_error)
+        else:
+            self.state.record_failure(error, started, ended)
+            log.warning("source %s: poll failed: %s", name, error)
+        # Rendering is O(this lane's series): off the event loop, so other lanes' I/O and every
+        # scrape go on meanwhile. Only this poll writes this lane's state, so the thread reads it
+        # undisturbed.
+        self.blocks = await asyncio.to_thread(render_lane, self.state)
+        self._publish()
+        self.published = True
+        return error is None and not aggregator.failures
+
+    async def aclose(self) -> None:
+        await self.source.aclose()

@@ -1,0 +1,261 @@
+"""The metrics of SPEC section 4 as exposition bytes, the kube-state-metrics way: a lane renders
+its own samples when its poll ends, and a scrape only joins every lane's block under each family's
+header, once per family. Sample lines are the same in both formats; only the headers differ."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics import exposition as openmetrics
+
+from exporter import __version__
+from exporter.pipeline.state import DURATION_BUCKETS, SourceState
+from exporter.records import Reason
+
+TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+GZIP_LEVEL = 6
+
+SOURCE = ("source",)
+TENANT_PLATFORM = ("source", "tenant", "platform")
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """One metric family of SPEC section 4: its type, name, help and label names."""
+
+    kind: type[GaugeMetricFamily] | type[CounterMetricFamily] | type[HistogramMetricFamily]
+    name: str
+    help: str
+    labels: tuple[str, ...]
+
+    def empty(self) -> Any:
+        """A fresh family with no samples (a prometheus_client *MetricFamily)."""
+        return self.kind(self.name, self.help, labels=list(self.labels))
+
+
+FAILED = Family(
+    GaugeMetricFamily,
+    "ingestion_failed_files",
+    "Failure records in the source's latest successful poll.",
+    ("source", "tenant", "platform", "error_type", "retry_count"),
+)
+DISCOVERED = Family(
+    CounterMetricFamily,
+    "ingestion_failed_files_discovered",
+    "Distinct failure records first seen since the process started.",
+    ("source", "tenant", "platform", "error_type"),
+)
+RESOLVED = Family(
+    CounterMetricFamily,
+    "ingestion_failed_files_resolved",
+    "Failure records present in one successful poll and gone in the next.",
+    TENANT_PLATFORM,
+)
+OLDEST = Family(
+    GaugeMetricFamily,
+    "ingestion_failed_files_oldest_timestamp_seconds",
+    "Smallest failed_at among the current failure records.",
+    TENANT_PLATFORM,
+)
+NEWEST = Family(
+    GaugeMetricFamily,
+    "ingestion_failed_files_newest_timestamp_seconds",
+    "Largest failed_at among the current failure records.",
+    TENANT_PLATFORM,
+)
+UP = Family(
+    GaugeMetricFamily, "ingestion_source_up", "1 if the latest poll succeeded completely, else 0.", SOURCE
+)
+LAST_SUCCESS = Family(
+    GaugeMetricFamily,
+    "ingestion_source_last_success_timestamp_seconds",
+    "End of the latest successful poll.",
+    SOURCE,
+)
+DURATION = Family(
+    HistogramMetricFamily, "ingestion_source_poll_duration_seconds", "Duration of polls.", SOURCE
+)
+ERRORS = Family(
+    CounterMetricFamily, "ingestion_source_poll_errors", "Failed polls, by reason.", ("source", "reason")
+)
+SCANNED = Family(
+    GaugeMetricFamily, "ingestion_source_records_scanned", "Records read in the latest poll.", SOURCE
+)
+DROPPED = Family(
+    GaugeMetricFamily,
+    "ingestion_source_series_dropped",
+    "Label sets dropped by max_series_per_source in the latest poll.",
+    SOURCE,
+)
+INFO = Family(GaugeMetricFamily, "ingestion_source_info", "One per enabled source.", ("source", "kind"))
+INTERVAL = Family(
+    GaugeMetricFamily,
+    "ingestion_source_poll_interval_seconds",
+    "The source's configured poll interval.",
+    SOURCE,
+)
+BUILD = Family(GaugeMetricFamily, "ingestion_exporter_build_info", "Version of the exporter.", ("version",))
+RELOAD_OK = Family(
+    GaugeMetricFamily,
+    "ingestion_exporter_config_last_reload_successful",
+    "1 if the latest (re)load of the configuration succeeded, else 0.",
+    (),
+)
+RELOAD_AT = Family(
+    GaugeMetricFamily,
+    "ingestion_exporter_config_last_reload_success_timestamp_seconds",
+    "Time of the latest successful (re)load of the configuration.",
+    (),
+)
+
+# The exposition's order: every lane's families, then the exporter's own.
+LANE_FAMILIES: tuple[Family, ...] = (
+    FAILED,
+    DISCOVERED,
+    RESOLVED,
+    OLDEST,
+    NEWEST,
+    UP,
+    LAST_SUCCESS,
+    DURATION,
+    ERRORS,
+    SCANNED,
+    DROPPED,
+    INFO,
+    INTERVAL,
+)
+EXPORTER_FAMILIES: tuple[Family, ...] = (BUILD, RELOAD_OK, RELOAD_AT)
+FAMILIES = LANE_FAMILIES + EXPORTER_FAMILIES
+
+# One lane's (or the exporter's) sample lines, per family name; absent families have none.
+Blocks = Mapping[str, bytes]
+
+
+class _Families:
+    """A prometheus_client collector over metric families that are already built."""
+
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self._families = list(families)
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)
+
+
+def _without_headers(rendered: bytes) -> bytes:
+    """The sample lines of one family as prometheus_client renders it (HELP and TYPE first)."""
+    return rendered.split(b"\n", 2)[2]
+
+
+def render_blocks(families: Iterable[Metric]) -> Blocks:
+    """Sample lines per family, rendered (and escaped) by prometheus_client's text encoder."""
+    blocks = {}
+    for family in families:
+        lines = _without_headers(generate_latest(_Families([family])))
+        if lines:
+            blocks[family.name] = lines
+    return blocks
+
+
+def _headers(encode: Callable[[Any], bytes]) -> dict[str, bytes]:
+    """Each family's HELP and TYPE lines in one format (OpenMetrics' trailer left out)."""
+    return {f.name: encode(_Families([f.empty()])).removesuffix(b"# EOF\n") for f in FAMILIES}
+
+
+TEXT_HEADERS = _headers(generate_latest)
+OPENMETRICS_HEADERS = _headers(openmetrics.generate_latest)
+
+
+def lane_families(state: SourceState) -> Iterator[Metric]:
+    """One source's samples of every lane family."""
+    name = state.name
+    families = {f.name: f.empty() for f in LANE_FAMILIES}
+    discovered, resolved = families[DISCOVERED.name], families[RESOLVED.name]
+    for (tenant, platform, error_type), value in sorted(state.discovered.items()):
+        discovered.add_metric([name, tenant, platform, error_type], value)
+    for (tenant, platform), value in sorted(state.resolved.items()):
+        resolved.add_metric([name, tenant, platform], value)
+    result = state.result
+    if result is not None and not state.stale:
+        for labels, count in sorted(result.counts.items()):
+            families[FAILED.name].add_metric([name, *labels], count)
+        for pair, ts in sorted(result.oldest.items()):
+            families[OLDEST.name].add_metric([name, *pair], ts)
+        for pair, ts in sorted(result.newest.items()):
+            families[NEWEST.name].add_metric([name, *pair], ts)
+    if state.up is not None:
+        families[UP.name].add_metric([name], 1 if state.up else 0)
+    if state.last_success is not None:
+        families[LAST_SUCCESS.name].add_metric([name], state.last_success)
+    cumulative, buckets = 0, []
+    for bound, count in zip(DURATION_BUCKETS, state.duration_buckets, strict=True):
+        cumulative += count
+        buckets.append((repr(bound), cumulative))
+    buckets.append(("+Inf", state.duration_count))
+    families[DURATION.name].add_metric([name], buckets, state.duration_sum)
+    for reason in Reason:
+        families[ERRORS.name].add_metric([name, reason.value], state.errors[reason])
+    if result is not None:
+        families[SCANNED.name].add_metric([name], result.scanned)
+        families[DROPPED.name].add_metric([name], result.dropped)
+    families[INFO.name].add_metric([name, state.kind], 1)
+    families[INTERVAL.name].add_metric([name], state.interval)
+    return iter(families.values())
+
+
+def render_lane(state: SourceState) -> Blocks:
+    """A lane's blocks: done when its poll ends, off the event loop, touching no other lane."""
+    return render_blocks(lane_families(state))
+
+
+def render_exporter(reload_successful: bool, reload_success_at: float | None) -> Blocks:
+    """The exporter's own families: its build and the state of its configuration."""
+    build, ok, at = BUILD.empty(), RELOAD_OK.empty(), RELOAD_AT.empty()
+    build.add_metric([__version__], 1)
+    ok.add_metric([], 1 if reload_successful else 0)
+    if reload_success_at is not None:
+        at.add_metric([], reload_success_at)
+    return render_blocks([build, ok, at])
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The exposition at one moment: the current blocks of every lane, then the exporter's.
+    Replaced (not changed) whenever a lane publishes; bytes are joined and compressed on first use."""
+
+    blocks: Sequence[Blocks]
+
+    def _join(self, headers: Mapping[str, bytes], trailer: bytes) -> bytes:
+        parts = []
+        for family in FAMILIES:
+            parts.append(headers[family.name])
+            parts.extend(block[family.name] for block in self.blocks if family.name in block)
+        parts.append(trailer)
+        return b"".join(parts)
+
+    @cached_property
+    def text(self) -> bytes:
+        return self._join(TEXT_HEADERS, b"")
+
+    @cached_property
+    def openmetrics(self) -> bytes:
+        return self._join(OPENMETRICS_HEADERS, b"# EOF\n")
+
+    @cached_property
+    def text_gzip(self) -> bytes:
+        return gzip.compress(self.text, compresslevel=GZIP_LEVEL)
+
+    @cached_property
+    def openmetrics_gzip(self) -> bytes:
+        return gzip.compress(self.openmetrics, compresslevel=GZIP_LEVEL)

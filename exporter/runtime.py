@@ -1,0 +1,100 @@
+"""The running exporter: one lane per enabled source, and the snapshot of their blocks that
+/metrics serves. It builds the lanes from the settings and swaps the snapshot when a lane
+publishes; polling, counting and rendering happen in the lanes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from exporter.config import Settings
+from exporter.pipeline.classify import Classifier
+from exporter.pipeline.lane import Lane, LaneSettings
+from exporter.pipeline.render import Blocks, Snapshot, render_exporter
+from exporter.pipeline.shard import tenant_owner
+from exporter.pipeline.state import SourceState
+from exporter.sources import AnySourceConfig, build_source
+from exporter.sources.base import Source
+
+SourceFactory = Callable[[AnySourceConfig], Source[Any]]
+
+
+def lane_settings(settings: Settings) -> dict[str, LaneSettings]:
+    """What each enabled source's lane is built from, in configuration order."""
+    rules = tuple((r.pattern, r.error_type) for r in settings.classifier.rules)
+    return {
+        config.name: LaneSettings(
+            source=config,
+            interval=settings.interval_of(config),
+            stale_after=settings.stale_after_of(config),
+            poll_timeout=settings.poll_timeout,
+            retry_count_cap=settings.retry_count_cap,
+            max_series=settings.max_series_per_source,
+            shard_index=settings.shard.index,
+            shard_total=settings.shard.total,
+            rules=rules,
+        )
+        for config in settings.enabled_sources()
+    }
+
+
+class Exporter:
+    """The lanes of the configured sources and the snapshot that /metrics serves."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        source_factory: SourceFactory = build_source,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.redactor = settings.redactor()
+        self._source_factory = source_factory
+        self._clock = clock
+        self._classifier = Classifier((r.pattern, r.error_type) for r in settings.classifier.rules)
+        self.lanes: dict[str, Lane] = {
+            name: self._build_lane(wanted) for name, wanted in lane_settings(settings).items()
+        }
+        self._own_blocks: Blocks = render_exporter(True, clock())
+        self.snapshot = self._current_snapshot()
+
+    def _build_lane(self, wanted: LaneSettings) -> Lane:
+        return Lane(
+            wanted,
+            self._source_factory(wanted.source),
+            classifier=self._classifier,
+            owns_tenant=tenant_owner(wanted.name, wanted.shard_index, wanted.shard_total),
+            publish=self._publish,
+            clock=self._clock,
+        )
+
+    def _current_snapshot(self) -> Snapshot:
+        return Snapshot((*(lane.blocks for lane in self.lanes.values()), self._own_blocks))
+
+    def _publish(self) -> None:
+        # O(lanes): the snapshot only refers to each lane's current blocks.
+        self.snapshot = self._current_snapshot()
+
+    @property
+    def states(self) -> Mapping[str, SourceState]:
+        return {name: lane.state for name, lane in self.lanes.items()}
+
+    @property
+    def ready(self) -> bool:
+        """Every lane has published the outcome of one finished poll (SPEC section 5)."""
+        return all(lane.published for lane in self.lanes.values())
+
+    async def poll(self, name: str) -> bool:
+        """Poll one source once; True if it succeeded completely."""
+        return await self.lanes[name].poll()
+
+    async def poll_all(self) -> bool:
+        """Poll every source once, concurrently; True if every one succeeded completely."""
+        outcomes = await asyncio.gather(*(lane.poll() for lane in self.lanes.values()))
+        return all(outcomes)
+
+    async def aclose(self) -> None:
+        for lane in self.lanes.values():
+            await lane.aclose()
