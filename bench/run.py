@@ -80,13 +80,44 @@ def timed(action: Callable[[], Any], repeat: int) -> float:
     return statistics.median(samples)
 
 
+class ServedInThread:
+    """Our HTTP server on its own event loop in a thread, as the benchmarks' scrape target."""
+
+    def __init__(self, exporter: Any, **limits: Any) -> None:
+        import asyncio
+        import threading
+
+        from exporter.serving.server import ServerLimits, WebServer
+
+        self.loop = asyncio.new_event_loop()
+        self.server = WebServer(exporter, "127.0.0.1", 0, limits=ServerLimits(**limits))
+        self.port = self.server.port
+        started = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(self.server.start())
+            started.set()
+            self.loop.run_forever()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        started.wait(10)
+
+    def stop(self) -> None:
+        import asyncio
+
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+
+
 def bench_scrape(series_per_source: int, sources: int, scrapes: int) -> list[tuple[str, str, str]]:
     import httpx
     from prometheus_client import CollectorRegistry, start_http_server
 
     from exporter.config import build_settings
     from exporter.runtime import Exporter
-    from exporter.web import WebServer
 
     states = []
     tenants = max(1, series_per_source // 126)  # 3 platforms x 7 types x 6 retry buckets each
@@ -100,7 +131,7 @@ def bench_scrape(series_per_source: int, sources: int, scrapes: int) -> list[tup
 
     ours = Exporter(build_settings({}, {}))
     ours.snapshot = Snapshot([*(render_lane(state) for state in states), render_exporter(True, 0.0)])
-    server = WebServer(ours, "127.0.0.1", 0).start()
+    server = ServedInThread(ours)
 
     class EveryLane:
         """The same families, built and rendered on every scrape."""

@@ -13,9 +13,11 @@ from exporter import __version__
 from exporter.config import ConfigError, Settings, build_settings, load_config, split_listen_address
 from exporter.demo import Demo
 from exporter.logsetup import setup_logging
+from exporter.redact import Redactor
 from exporter.runtime import Exporter
-from exporter.scheduler import build_scheduler
-from exporter.web import WebConfig, WebServer, load_web_config
+from exporter.scheduler import apply_changes, build_scheduler
+from exporter.serving.auth import WebConfig, load_web_config
+from exporter.serving.server import WebServer
 
 log = logging.getLogger("exporter")
 
@@ -36,8 +38,44 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--web-config", type=Path, metavar="FILE", help="TLS and basic auth (web-config.yml)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-format", default="text", choices=["text", "json"])
+    p.add_argument(
+        "--enable-lifecycle",
+        action="store_true",
+        help="also accept POST /-/reload to reload the configuration",
+    )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p
+
+
+class ConfigFiles:
+    """Where the configuration comes from, read again on every reload (SIGHUP, POST /-/reload)."""
+
+    def __init__(self, args: argparse.Namespace, demo: Demo | None) -> None:
+        self._args, self._demo = args, demo
+        self._demo_settings: Settings | None = None
+
+    def settings(self) -> Settings:
+        args = self._args
+        if self._demo is not None:
+            if self._demo_settings is None:
+                self._demo_settings = build_settings(self._demo.start())
+            settings = self._demo_settings
+        else:
+            settings = load_config(args.config)
+        if args.listen:
+            try:
+                split_listen_address(args.listen)
+            except ValueError as exc:
+                raise ConfigError([f"--listen: {exc}"]) from None
+            settings = settings.model_copy(update={"listen_address": args.listen})
+        return settings
+
+    @property
+    def is_demo(self) -> bool:
+        return self._demo is not None
+
+    def web_config(self) -> WebConfig:
+        return load_web_config(self._args.web_config) if self._args.web_config else WebConfig()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,15 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.demo == bool(args.config):
         parser().error("give --config FILE, or --demo")
     demo = Demo() if args.demo else None
+    files = ConfigFiles(args, demo)
     try:
-        settings = build_settings(demo.start()) if demo else load_config(args.config)
-        if args.listen:
-            try:
-                split_listen_address(args.listen)
-            except ValueError as exc:
-                raise ConfigError([f"--listen: {exc}"]) from None
-            settings = settings.model_copy(update={"listen_address": args.listen})
-        web_config = load_web_config(args.web_config) if args.web_config else None
+        settings = files.settings()
+        web_config = files.web_config()
     except ConfigError as exc:
         print("\n".join(exc.problems), file=sys.stderr)
         if demo:
@@ -62,11 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         print(f"configuration OK: {len(settings.sources)} source(s)")
         return EXIT_OK
-    setup_logging(args.log_level, args.log_format, settings.redactor())
+    redactor = settings.redactor()
+    setup_logging(args.log_level, args.log_format, redactor)
     try:
         if args.once:
             return asyncio.run(run_once(settings))
-        return asyncio.run(serve(settings, web_config, demo=demo is not None))
+        return asyncio.run(serve(files, settings, web_config, redactor, lifecycle=args.enable_lifecycle))
     finally:
         if demo:
             demo.stop()
@@ -83,11 +117,80 @@ async def run_once(settings: Settings) -> int:
     return EXIT_OK if succeeded else EXIT_FAILED
 
 
-async def serve(settings: Settings, web_config: WebConfig | None, *, demo: bool = False) -> int:
-    exporter = Exporter(settings)
+class Service:
+    """Serve mode: the lanes on their schedule, the HTTP server, and the lifecycle of SPEC
+    section 2 (reload on SIGHUP or POST /-/reload; stop on SIGTERM or SIGINT)."""
+
+    def __init__(self, files: ConfigFiles, settings: Settings, exporter: Exporter, web: WebServer) -> None:
+        self._files, self._settings = files, settings
+        self.exporter, self.web = exporter, web
+        self.scheduler = build_scheduler(exporter.lanes.values())
+        self._reloading = asyncio.Lock()
+
+    async def reload(self) -> list[str]:
+        """Apply the configuration files as they are now; the problems if they are rejected."""
+        async with self._reloading:
+            try:
+                settings, web_config = self._files.settings(), self._files.web_config()
+            except ConfigError as exc:
+                for problem in exc.problems:
+                    log.error("configuration rejected, the running one is kept: %s", problem)
+                self.exporter.record_reload(False)
+                return exc.problems
+            if settings.listen_address != self._settings.listen_address:
+                log.warning(
+                    "listen_address changed to %s: it takes effect at the next restart",
+                    settings.listen_address,
+                )
+            changes = await self.exporter.apply(settings)
+            apply_changes(self.scheduler, changes)
+            await self.web.apply(web_config)
+            self._settings = settings
+            self.exporter.record_reload(True)
+            log.info(
+                "configuration reloaded: %d source(s) kept, %d started, %d stopped",
+                len(changes.kept),
+                len(changes.started),
+                len(changes.stopped),
+            )
+            return []
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        reloads: set[asyncio.Task[list[str]]] = set()
+
+        def reload_on_signal() -> None:
+            task = asyncio.ensure_future(self.reload())
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, reload_on_signal)
+        self.scheduler.start()
+        await stop.wait()
+        log.info("stopping")
+        self.scheduler.shutdown(wait=False)
+        for task in reloads:
+            task.cancel()
+        await self.web.stop()
+        await self.exporter.aclose()
+
+
+async def serve(
+    files: ConfigFiles, settings: Settings, web_config: WebConfig, redactor: Redactor, *, lifecycle: bool
+) -> int:
+    exporter = Exporter(settings, redactor=redactor)
     host, port = split_listen_address(settings.listen_address)
+    service: Service | None = None
+
+    async def reload() -> list[str]:
+        assert service is not None
+        return await service.reload()
+
     try:
-        web = WebServer(exporter, host, port, web_config).start()
+        web = WebServer(exporter, host, port, web_config, reload=reload if lifecycle else None)
     except OSError as exc:
         print(
             f"listen_address: cannot listen on {settings.listen_address}: {exc.strerror}",
@@ -95,19 +198,11 @@ async def serve(settings: Settings, web_config: WebConfig | None, *, demo: bool 
         )
         await exporter.aclose()
         return EXIT_FAILED
+    await web.start()
+    service = Service(files, settings, exporter, web)
     url = f"{web.scheme}://{host if host != '0.0.0.0' else '127.0.0.1'}:{web.port}/metrics"
-    if demo:
+    if files.is_demo:
         print(f"Demo running: metrics at {url} (Ctrl-C to stop)", flush=True)
-    log.info("serving %d source(s) at %s", len(exporter.states), url)
-    scheduler = build_scheduler(exporter)
-    scheduler.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    log.info("stopping")
-    scheduler.shutdown(wait=False)
-    web.stop()
-    await exporter.aclose()
+    log.info("serving %d source(s) at %s", len(exporter.lanes), url)
+    await service.run()
     return EXIT_OK

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from exporter.config import Settings
@@ -15,6 +16,7 @@ from exporter.pipeline.lane import Lane, LaneSettings
 from exporter.pipeline.render import Blocks, Snapshot, render_exporter
 from exporter.pipeline.shard import tenant_owner
 from exporter.pipeline.state import SourceState
+from exporter.redact import Redactor
 from exporter.sources import AnySourceConfig, build_source
 from exporter.sources.base import Source
 
@@ -40,6 +42,15 @@ def lane_settings(settings: Settings) -> dict[str, LaneSettings]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What applying a configuration did to the lanes, by source name."""
+
+    kept: tuple[str, ...]
+    started: tuple[Lane, ...]  # new sources, and changed ones started afresh
+    stopped: tuple[Lane, ...]  # removed sources, and the old lanes of changed ones
+
+
 class Exporter:
     """The lanes of the configured sources and the snapshot that /metrics serves."""
 
@@ -48,16 +59,19 @@ class Exporter:
         settings: Settings,
         source_factory: SourceFactory = build_source,
         clock: Callable[[], float] = time.time,
+        redactor: Redactor | None = None,
     ) -> None:
         self.settings = settings
-        self.redactor = settings.redactor()
+        self.redactor = redactor or settings.redactor()
         self._source_factory = source_factory
         self._clock = clock
-        self._classifier = Classifier((r.pattern, r.error_type) for r in settings.classifier.rules)
+        self._rules = tuple((r.pattern, r.error_type) for r in settings.classifier.rules)
+        self._classifier = Classifier(self._rules)
         self.lanes: dict[str, Lane] = {
             name: self._build_lane(wanted) for name, wanted in lane_settings(settings).items()
         }
-        self._own_blocks: Blocks = render_exporter(True, clock())
+        self._reload_success_at = clock()
+        self._own_blocks: Blocks = render_exporter(True, self._reload_success_at)
         self.snapshot = self._current_snapshot()
 
     def _build_lane(self, wanted: LaneSettings) -> Lane:
@@ -95,6 +109,39 @@ class Exporter:
         outcomes = await asyncio.gather(*(lane.poll() for lane in self.lanes.values()))
         return all(outcomes)
 
+    async def apply(self, settings: Settings) -> Changes:
+        """A reloaded configuration (SPEC section 2): a source whose lane settings are unchanged
+        keeps its lane (state, counters, health); a new or changed one gets a fresh lane (its
+        first poll is its baseline); a removed one is stopped and its series disappear."""
+        rules = tuple((r.pattern, r.error_type) for r in settings.classifier.rules)
+        if rules != self._rules:
+            self._rules, self._classifier = rules, Classifier(rules)
+        self.redactor.add(settings.secret_values())
+        lanes: dict[str, Lane] = {}
+        kept: list[str] = []
+        started: list[Lane] = []
+        for name, wanted in lane_settings(settings).items():
+            current = self.lanes.get(name)
+            if current is not None and current.settings == wanted:
+                lanes[name] = current
+                kept.append(name)
+            else:
+                lanes[name] = self._build_lane(wanted)
+                started.append(lanes[name])
+        retired = [lane for name, lane in self.lanes.items() if lanes.get(name) is not lane]
+        self.settings, self.lanes = settings, lanes
+        self._publish()
+        for lane in retired:
+            await lane.stop()
+        return Changes(tuple(kept), tuple(started), tuple(retired))
+
+    def record_reload(self, successful: bool) -> None:
+        """The outcome of a (re)load, for ``ingestion_exporter_config_last_reload_*``."""
+        if successful:
+            self._reload_success_at = self._clock()
+        self._own_blocks = render_exporter(successful, self._reload_success_at)
+        self._publish()
+
     async def aclose(self) -> None:
-        for lane in self.lanes.values():
-            await lane.aclose()
+        """Stop every lane: polls in flight are cancelled, connections closed."""
+        await asyncio.gather(*(lane.stop() for lane in self.lanes.values()))

@@ -313,9 +313,10 @@ def test_scheduler_has_one_job_per_source_started_at_once_with_jitter(rezolve: R
         {},
     )
     exporter = Exporter(settings)
-    scheduler = build_scheduler(exporter)
-    jobs = {job.id: job for job in scheduler.get_jobs()}
+    scheduler = build_scheduler(exporter.lanes.values())
+    jobs = {job.name.removeprefix("poll "): job for job in scheduler.get_jobs()}
     assert set(jobs) == {"rezolve-test", "other"}
+    assert {job.id for job in jobs.values()} == {lane.job_id for lane in exporter.lanes.values()}
     assert jobs["rezolve-test"].trigger.interval.total_seconds() == 120
     assert jobs["other"].trigger.interval.total_seconds() == 600
     assert jobs["rezolve-test"].trigger.jitter == jitter_for(120) == 12
@@ -333,7 +334,7 @@ def test_a_slow_poll_is_never_run_twice_at_once(rezolve: RezolveSimulator) -> No
     exporter = Exporter(settings)
 
     async def run() -> None:
-        scheduler = build_scheduler(exporter)
+        scheduler = build_scheduler(exporter.lanes.values())
         scheduler.start()
         try:
             while exporter.states["rezolve-test"].duration_count < 3:

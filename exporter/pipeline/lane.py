@@ -8,6 +8,7 @@ lane, and nothing outside writes this one.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from exporter.records import PollError, Reason
 from exporter.sources.base import Source
 
 log = logging.getLogger(__name__)
+_serials = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -71,13 +73,40 @@ class Lane:
         self.blocks: Blocks = render_lane(self.state)
         # True once a poll's outcome is in the published blocks (/readyz).
         self.published = False
+        self._running: asyncio.Task[bool] | None = None
+        self._stopped = False
+        # Names this lane's scheduler job: a changed source's new lane gets a job of its own.
+        self.job_id = f"{settings.name}#{next(_serials)}"
 
     @property
     def name(self) -> str:
         return self.settings.name
 
     async def poll(self) -> bool:
-        """Poll the source once; True if it succeeded completely."""
+        """Poll the source once; True if it succeeded completely. A poll cut short by ``stop``
+        ends quietly: the lane is being discarded, and nothing of the poll is kept."""
+        if self._stopped:
+            return False
+        self._running = asyncio.ensure_future(self._poll())
+        try:
+            return await self._running
+        except asyncio.CancelledError:
+            if self._stopped:
+                return False
+            raise
+        finally:
+            self._running = None
+
+    async def stop(self) -> None:
+        """No more polls: the one in flight is cancelled, then the source's connections closed."""
+        self._stopped = True
+        running = self._running
+        if running is not None:
+            running.cancel()
+            await asyncio.wait([running])
+        await self.source.aclose()
+
+    async def _poll(self) -> bool:
         name, timeout = self.name, self.settings.poll_timeout
         config = self.settings.source
         aggregator = PollAggregator(
@@ -118,6 +147,3 @@ class Lane:
         self._publish()
         self.published = True
         return error is None and not aggregator.failures
-
-    async def aclose(self) -> None:
-        await self.source.aclose()

@@ -1,0 +1,178 @@
+"""The endpoints of SPEC section 5, reading only a small read-only view of the exporter."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import gzip
+import json
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from exporter import __version__
+from exporter.pipeline.render import GZIP_LEVEL, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Snapshot
+from exporter.pipeline.state import SourceState
+from exporter.redact import Redactor
+
+INDEX = """<!doctype html>
+<html><head><title>ingestion-failure-exporter</title></head>
+<body><h1>ingestion-failure-exporter {version}</h1>
+<ul>
+<li><a href="metrics">/metrics</a> &mdash; Prometheus metrics</li>
+<li><a href="sources">/sources</a> &mdash; state of every source (JSON)</li>
+<li><a href="healthz">/healthz</a> &mdash; liveness</li>
+<li><a href="readyz">/readyz</a> &mdash; readiness (every source polled once)</li>
+</ul></body></html>
+"""
+
+# Reloads the configuration; the problems of a rejected one, or none.
+Reload = Callable[[], Awaitable[list[str]]]
+
+
+class ExporterView(Protocol):
+    """What the endpoints read of the running exporter, and nothing else."""
+
+    @property
+    def snapshot(self) -> Snapshot: ...
+
+    @property
+    def ready(self) -> bool: ...
+
+    @property
+    def states(self) -> Mapping[str, SourceState]: ...
+
+    @property
+    def redactor(self) -> Redactor: ...
+
+
+def _weighted(header: str) -> Iterator[tuple[str, dict[str, str], float]]:
+    """The entries of an Accept-style header: (value, parameters, q), q defaulting to 1."""
+    for entry in header.split(","):
+        value, *raw_params = (part.strip() for part in entry.split(";"))
+        params = {}
+        for raw in raw_params:
+            key, _, param = raw.partition("=")
+            params[key.strip().lower()] = param.strip().strip('"')
+        try:
+            q = float(params.pop("q", "1"))
+        except ValueError:
+            q = 0.0
+        if value:
+            yield value.lower(), params, q
+
+
+def wants_openmetrics(accept: str) -> bool:
+    """Whether the scraper prefers OpenMetrics 1.0.0 to the text format (RFC 9110 weights)."""
+    best_openmetrics, best_text = 0.0, 0.0
+    for media, params, q in _weighted(accept):
+        if media == "application/openmetrics-text" and params.get("version", "1.0.0") == "1.0.0":
+            best_openmetrics = max(best_openmetrics, q)
+        elif media in ("text/plain", "text/*", "*/*"):
+            best_text = max(best_text, q)
+    return best_openmetrics > 0 and best_openmetrics >= best_text
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether gzip is acceptable: named with q > 0, or ``*`` with q > 0 and gzip not named."""
+    named: float | None = None
+    anything = 0.0
+    for coding, _, q in _weighted(accept_encoding):
+        if coding in ("gzip", "x-gzip"):
+            named = q if named is None else max(named, q)
+        elif coding == "*":
+            anything = q
+    return (named if named is not None else anything) > 0
+
+
+def _body(snapshot: Snapshot, openmetrics: bool, gzipped: bool) -> bytes:
+    plain = snapshot.openmetrics if openmetrics else snapshot.text
+    return gzip.compress(plain, compresslevel=GZIP_LEVEL) if gzipped else plain
+
+
+class Bodies:
+    """The current snapshot's response bodies, each made once and off the event loop (joining and
+    compressing are O(all series)); concurrent scrapes of a new snapshot share the same work."""
+
+    def __init__(self) -> None:
+        self._snapshot: Snapshot | None = None
+        self._made: dict[tuple[bool, bool], asyncio.Future[bytes]] = {}
+
+    async def get(self, snapshot: Snapshot, openmetrics: bool, gzipped: bool) -> bytes:
+        if snapshot is not self._snapshot:
+            self._snapshot, self._made = snapshot, {}
+        made = self._made.get((openmetrics, gzipped))
+        if made is None:
+            made = asyncio.ensure_future(asyncio.to_thread(_body, snapshot, openmetrics, gzipped))
+            self._made[openmetrics, gzipped] = made
+        # A scrape that gives up must not cancel the work the others wait for.
+        return await asyncio.shield(made)
+
+
+def source_report(exporter: ExporterView) -> dict[str, Any]:
+    scrub = exporter.redactor.scrub
+    report: dict[str, Any] = {}
+    for name, state in exporter.states.items():
+        error = state.last_error
+        report[name] = {
+            "kind": state.kind,
+            "interval_seconds": state.interval,
+            "up": state.up,
+            "stale": state.stale,
+            "last_poll_start": state.last_poll_start,
+            "last_poll_end": state.last_poll_end,
+            "last_success": state.last_success,
+            "last_error": None
+            if error is None
+            else {"reason": error.reason.value, "message": scrub(error.detail)},
+            "records_scanned": None if state.result is None else state.result.scanned,
+        }
+    return report
+
+
+def routes(exporter: ExporterView, reload: Reload | None) -> list[web.RouteDef]:
+    """The endpoints; ``POST /-/reload`` only with a reload (``--enable-lifecycle``)."""
+    bodies = Bodies()
+
+    async def metrics(request: web.Request) -> web.Response:
+        openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
+        gzipped = accepts_gzip(request.headers.get("Accept-Encoding", ""))
+        body = await bodies.get(exporter.snapshot, openmetrics, gzipped)
+        headers = {"Vary": "Accept, Accept-Encoding"}
+        if gzipped:
+            headers["Content-Encoding"] = "gzip"
+        content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
+        return web.Response(body=body, headers={"Content-Type": content_type, **headers})
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def readyz(request: web.Request) -> web.Response:
+        if exporter.ready:
+            return web.Response(text="ready\n")
+        return web.Response(status=503, text="not ready\n")
+
+    async def sources(request: web.Request) -> web.Response:
+        return web.json_response(source_report(exporter), dumps=functools.partial(json.dumps, indent=2))
+
+    async def index(request: web.Request) -> web.Response:
+        return web.Response(text=INDEX.format(version=__version__), content_type="text/html")
+
+    table = [
+        web.get("/metrics", metrics),
+        web.get("/healthz", healthz),
+        web.get("/readyz", readyz),
+        web.get("/sources", sources),
+        web.get("/", index),
+    ]
+    if reload is not None:
+
+        async def reload_configuration(request: web.Request) -> web.Response:
+            problems = await reload()
+            if problems:
+                return web.Response(status=400, text="\n".join(problems) + "\n")
+            return web.Response(text="configuration reloaded\n")
+
+        table.append(web.post("/-/reload", reload_configuration))
+    return table
