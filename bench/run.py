@@ -3,7 +3,8 @@
     make bench            # or: python bench/run.py [--records N] [--series N]
 
 1. scrape: HTTP scrapes over loopback of our server, which serves the snapshot rendered once
-   per poll, vs prometheus_client's own HTTP server rendering the same collector per scrape.
+   per poll, vs prometheus_client's own HTTP server rendering the same collector per scrape;
+   then the serving benchmarks of serving.py (concurrent scrapers, per-lane renders).
 2. classification: the memoized classifier, vs the same rules evaluated for every record.
 3. aggregation memory: the streaming aggregator (labels, timestamp and a digest per identity),
    vs keeping the poll's records.
@@ -20,6 +21,8 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from typing import Any
+
+import serving
 
 from exporter.pipeline.aggregate import PollAggregator
 from exporter.pipeline.classify import Classifier
@@ -247,9 +250,15 @@ def main() -> None:
     )
     parser.add_argument("--sources", type=int, default=2)
     parser.add_argument("--scrapes", type=int, default=20)
+    parser.add_argument("--scrapers", type=int, default=50, help="concurrent scrapers in the serving bench")
+    parser.add_argument("--serving-seconds", type=float, default=30.0)
     args = parser.parse_args()
     rows = [
         *bench_scrape(args.series, args.sources, args.scrapes),
+        *serving.bench_concurrent_scrapes(args.scrapers, args.serving_seconds, 0.2),
+        *serving.bench_concurrent_scrapes(args.scrapers, args.serving_seconds, 0.0),
+        *serving.bench_poll_render(10, 10_000),
+        *serving.bench_scrape_during_render(args.serving_seconds / 2),
         *bench_classify(args.records),
         *bench_memory(args.records),
     ]

@@ -234,3 +234,30 @@ def test_web_config_changes_apply_to_new_requests(
             scrape(server.url).raise_for_status()
     finally:
         server.stop()
+
+
+def test_a_new_snapshots_body_is_made_once_while_scrapes_get_the_previous_one() -> None:
+    from exporter.pipeline.render import Snapshot, render_exporter
+    from exporter.serving.endpoints import Bodies
+
+    first = Snapshot([render_exporter(True, 1.0)])
+    second = Snapshot([render_exporter(False, 1.0)])
+
+    async def scenario() -> None:
+        bodies = Bodies()
+        assert bodies.shows(second)  # nothing served yet
+        assert await bodies.get(first, False, False) == first.text  # the very first is waited for
+        assert not bodies.shows(second)
+        # A new snapshot: its body is being made; meanwhile the previous one is served, at once.
+        assert await bodies.get(second, False, False) == first.text
+        for _ in range(100):
+            if bodies.shows(second):
+                break
+            await asyncio.sleep(0.01)
+        assert bodies.shows(second)
+        assert await bodies.get(second, False, False) == second.text
+        import gzip
+
+        assert gzip.decompress(await bodies.get(second, True, True)) == second.openmetrics
+
+    asyncio.run(scenario())

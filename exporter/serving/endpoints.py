@@ -92,22 +92,41 @@ def _body(snapshot: Snapshot, openmetrics: bool, gzipped: bool) -> bytes:
 
 
 class Bodies:
-    """The current snapshot's response bodies, each made once and off the event loop (joining and
-    compressing are O(all series)); concurrent scrapes of a new snapshot share the same work."""
+    """Response bodies, made off the event loop once per snapshot, format and encoding: joining and
+    compressing are O(all series). While a new snapshot's body is being made, scrapes get the
+    previous one (a poll's result is at most that long late), so that no scrape waits for it;
+    only the very first body of each kind is waited for."""
 
     def __init__(self) -> None:
-        self._snapshot: Snapshot | None = None
-        self._made: dict[tuple[bool, bool], asyncio.Future[bytes]] = {}
+        self._ready: dict[tuple[bool, bool], tuple[Snapshot, bytes]] = {}
+        self._making: dict[tuple[bool, bool], tuple[Snapshot, asyncio.Future[bytes]]] = {}
 
     async def get(self, snapshot: Snapshot, openmetrics: bool, gzipped: bool) -> bytes:
-        if snapshot is not self._snapshot:
-            self._snapshot, self._made = snapshot, {}
-        made = self._made.get((openmetrics, gzipped))
-        if made is None:
+        kind = (openmetrics, gzipped)
+        ready = self._ready.get(kind)
+        if ready is not None and ready[0] is snapshot:
+            return ready[1]
+        making = self._making.get(kind)
+        if making is None or making[0] is not snapshot:
             made = asyncio.ensure_future(asyncio.to_thread(_body, snapshot, openmetrics, gzipped))
-            self._made[openmetrics, gzipped] = made
+            made.add_done_callback(functools.partial(self._made, kind, snapshot))
+            making = self._making[kind] = (snapshot, made)
+        if ready is not None:
+            return ready[1]
         # A scrape that gives up must not cancel the work the others wait for.
-        return await asyncio.shield(made)
+        return await asyncio.shield(making[1])
+
+    def _made(self, kind: tuple[bool, bool], snapshot: Snapshot, made: asyncio.Future[bytes]) -> None:
+        making = self._making.get(kind)
+        if making is None or making[0] is not snapshot:
+            return  # a newer snapshot was asked for meanwhile: its body replaces this one
+        del self._making[kind]
+        if not made.cancelled() and made.exception() is None:
+            self._ready[kind] = (snapshot, made.result())
+
+    def shows(self, snapshot: Snapshot) -> bool:
+        """Whether every body served now is this snapshot's."""
+        return all(ready is snapshot for ready, _ in self._ready.values())
 
 
 def source_report(exporter: ExporterView) -> dict[str, Any]:
@@ -148,8 +167,14 @@ def routes(exporter: ExporterView, reload: Reload | None) -> list[web.RouteDef]:
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
+    # Ready once every source's first outcome is in what /metrics serves; then it stays ready
+    # (a later poll's body being made is no reason to take the exporter out of service).
+    latched = False
+
     async def readyz(request: web.Request) -> web.Response:
-        if exporter.ready:
+        nonlocal latched
+        latched = latched or (exporter.ready and bodies.shows(exporter.snapshot))
+        if latched:
             return web.Response(text="ready\n")
         return web.Response(status=503, text="not ready\n")
 
