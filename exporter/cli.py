@@ -172,11 +172,13 @@ class Service:
         self.scheduler.start()
         await stop.wait()
         log.info("stopping")
-        self.scheduler.shutdown(wait=False)
         for task in reloads:
             task.cancel()
-        await self.web.stop()
+        # Lanes first: their polls in flight end quietly as stopped, before the scheduler's
+        # shutdown cancels what is left of its jobs.
         await self.exporter.aclose()
+        self.scheduler.shutdown(wait=False)
+        await self.web.stop()
 
 
 async def serve(

@@ -126,3 +126,34 @@ def test_sigterm_with_a_poll_in_flight_stops_at_once_without_a_traceback(
         assert "stopping" in log and "Traceback" not in log and "CancelledError" not in log
     finally:
         release.set()
+
+
+def test_sigterm_with_a_table_read_in_flight_does_not_wait_for_it(serve: Any) -> None:
+    """The table SDK is synchronous and reads in a thread: a stuck read must not hold up the exit."""
+    from exporter.simulators.base import Simulator, json_response
+
+    table = Simulator()
+    table.route("GET", r".*", lambda request: json_response(200, {"value": []}))
+    release = threading.Event()
+    table.inject(hold=release)
+    table.start()
+    try:
+        key = "YW4gYWNjb3VudCBrZXk="
+        source = {
+            "name": "table",
+            "kind": "azure_table",
+            "timeout": "60s",
+            "connection_string": (
+                f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={key};"
+                f"TableEndpoint={table.url}/devstoreaccount1;"
+            ),
+        }
+        served: Served = serve({"poll_interval": "1h", "sources": [source]})
+        eventually(lambda: table.calls(".*"))  # the read is waiting for its answer
+        started = time.monotonic()
+        assert served.stop(signal.SIGTERM, timeout=30) == 0
+        assert time.monotonic() - started < 5
+        assert "Traceback" not in served.stderr()
+    finally:
+        release.set()
+        table.stop()

@@ -8,6 +8,7 @@ Only the needed columns are selected; pages are followed by continuation until n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Iterator
 from typing import Any, Literal
@@ -129,11 +130,33 @@ class AzureTableSource(Source[AzureTableConfig]):
         self._table.close()
 
     async def poll(self, out: RecordSink) -> None:
-        # The SDK is synchronous: read in a worker thread, and tell it to stop if the poll
-        # is abandoned (poll_timeout) so that it does not keep reading for nobody.
+        # The SDK is synchronous: read in a thread of the poll's own, and tell it to stop if the
+        # poll is abandoned (poll_timeout, a stop) so that it does not keep reading for nobody.
+        # A daemon thread: a request stuck in the SDK must not hold up the process's exit.
+        loop = asyncio.get_running_loop()
+        read: asyncio.Future[None] = loop.create_future()
         abandoned = threading.Event()
+
+        def settle(error: BaseException | None) -> None:
+            if read.done():
+                return
+            if error is None:
+                read.set_result(None)
+            else:
+                read.set_exception(error)
+
+        def run() -> None:
+            error: BaseException | None = None
+            try:
+                self._read_all(out, abandoned)
+            except BaseException as exc:  # handed to the poll, which counts it
+                error = exc
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
+                loop.call_soon_threadsafe(settle, error)
+
+        threading.Thread(target=run, name=f"table {self.config.name}", daemon=True).start()
         try:
-            await asyncio.to_thread(self._read_all, out, abandoned)
+            await read
         finally:
             abandoned.set()
 
