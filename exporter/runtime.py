@@ -61,7 +61,6 @@ class Exporter:
         clock: Callable[[], float] = time.time,
         redactor: Redactor | None = None,
     ) -> None:
-        self.settings = settings
         self.redactor = redactor or settings.redactor()
         self._source_factory = source_factory
         self._clock = clock
@@ -129,7 +128,7 @@ class Exporter:
                 lanes[name] = self._build_lane(wanted)
                 started.append(lanes[name])
         retired = [lane for name, lane in self.lanes.items() if lanes.get(name) is not lane]
-        self.settings, self.lanes = settings, lanes
+        self.lanes = lanes
         self._publish()
         for lane in retired:
             await lane.stop()

@@ -925,3 +925,212 @@ def test_a_secret_inside_another_is_redacted_whole() -> None:
     redactor = Redactor(["zz", "aazz", ""])
     assert redactor.scrub("key aazz and zz") == "key <redacted> and <redacted>"
     assert Redactor([]).scrub("nothing to hide") == "nothing to hide"
+
+
+# --- reload -------------------------------------------------------------------------------------
+
+
+def settings_of(*names: str, **overrides: Any) -> Any:
+    sources = overrides.pop("sources", {})
+    document = {
+        "sources": [
+            {
+                "name": name,
+                "kind": "rezolve",
+                "base_url": "http://127.0.0.1:9",
+                "token": f"token-of-{name}",
+                "tenants": [{"tenant_id": "t1", "rezolve_domain": "t1.example"}],
+                **sources.get(name, {}),
+            }
+            for name in names
+        ],
+        **overrides,
+    }
+    return build_settings(document, {})
+
+
+def test_a_reload_keeps_unchanged_lanes_and_starts_changed_and_new_ones() -> None:
+    core = Core(names=("kept", "changed", "removed"))
+    for source in core.sources.values():
+        source.records = [record("a")]
+    core.poll_all()
+    kept, changed, removed = (core.exporter.lanes[n] for n in ("kept", "changed", "removed"))
+    same = {"token": "unused"}  # the values Core configures, so that "kept" compares equal
+    wanted = settings_of(
+        "kept",
+        "changed",
+        "added",
+        sources={"kept": same, "changed": {**same, "timeout": "9s"}, "added": same},
+    )
+    changes = core.run(core.exporter.apply(wanted))
+    assert changes.kept == ("kept",)
+    assert [lane.name for lane in changes.started] == ["changed", "added"]
+    assert set(changes.stopped) == {changed, removed}
+    lanes = core.exporter.lanes
+    assert (
+        lanes["kept"] is kept
+        and lanes["changed"] is not changed
+        and list(lanes) == ["kept", "changed", "added"]
+    )
+    assert len({lane.job_id for lane in lanes.values()} | {changed.job_id}) == 4
+    assert all(lane.job_id.startswith(f"{lane.name}#") for lane in lanes.values())
+    # The removed source's series are gone at once; the kept one's state is untouched.
+    assert {dict(labels)["source"] for labels in core.series("ingestion_source_info")} == {
+        "kept",
+        "changed",
+        "added",
+    }
+    assert kept.state.result is not None and lanes["changed"].state.result is None
+    # A stopped lane polls no more.
+    assert core.run(removed.poll()) is False
+
+
+def test_changed_classifier_rules_restart_every_lane_with_the_new_rules() -> None:
+    core = Core()
+    core.source.records = [record("a", error_type=None, message="quota reached")]
+    core.poll()
+    assert core.series("ingestion_failed_files") == {failed(error_type="UNKNOWN"): 1}
+    rules = {"classifier": {"rules": [{"pattern": "quota", "error_type": "QUOTA_EXCEEDED"}]}}
+    changes = core.run(core.exporter.apply(settings_of("s", sources={"s": {"token": "unused"}}, **rules)))
+    assert changes.kept == () and [lane.name for lane in changes.started] == ["s"]
+    lane = core.exporter.lanes["s"]
+    lane.source = ScriptedSource(lane.settings.source, core.clock)
+    lane.source.records = [record("a", error_type=None, message="quota reached")]
+    core.poll()
+    assert core.series("ingestion_failed_files") == {failed(error_type="QUOTA_EXCEEDED"): 1}
+
+
+def test_a_reload_teaches_the_redactor_the_new_secrets_and_keeps_the_old() -> None:
+    core = Core(source={"token": "old-secret"})
+    core.run(core.exporter.apply(settings_of("s", sources={"s": {"token": "new-secret"}})))
+    assert core.exporter.redactor.scrub("old-secret new-secret") == "<redacted> <redacted>"
+
+
+def test_reload_outcomes_are_exported() -> None:
+    core = Core()
+
+    def reload_gauges() -> tuple[float | None, float | None]:
+        samples = core.samples()
+        return (
+            samples.get(("ingestion_exporter_config_last_reload_successful", frozenset())),
+            samples.get(("ingestion_exporter_config_last_reload_success_timestamp_seconds", frozenset())),
+        )
+
+    assert reload_gauges() == (1, START)
+    core.clock.advance(100)
+    core.exporter.record_reload(False)
+    assert reload_gauges() == (0, START)
+    core.clock.advance(100)
+    core.exporter.record_reload(True)
+    assert reload_gauges() == (1, START + 200)
+
+
+# --- stopping -----------------------------------------------------------------------------------
+
+
+def test_stopping_a_lane_cancels_its_poll_quietly_and_closes_its_source() -> None:
+    core = Core()
+    core.source.hang = True
+    closed: list[bool] = []
+
+    async def aclose() -> None:
+        closed.append(True)
+
+    core.source.aclose = aclose  # type: ignore[method-assign]
+    lane = core.exporter.lanes["s"]
+
+    async def scenario() -> bool:
+        poll = asyncio.create_task(lane.poll())
+        await settle()
+        await lane.stop()
+        assert core.source.abandoned and closed == [True]
+        return await poll
+
+    assert core.run(scenario()) is False
+    assert not lane.published  # nothing of the cut poll is kept
+    assert core.run(lane.poll()) is False
+
+
+def test_a_lane_stops_cleanly_before_and_after_a_poll() -> None:
+    never = Core().exporter.lanes["s"]
+    Core().run(never.stop())
+    core = Core()
+    assert core.poll() is True
+    core.run(core.exporter.aclose())
+    assert core.run(core.exporter.lanes["s"].poll()) is False
+
+
+# --- rendering in chunks ------------------------------------------------------------------------
+
+
+def test_a_large_family_renders_exactly_as_prometheus_client_renders_it_whole() -> None:
+    from prometheus_client.exposition import generate_latest
+
+    from exporter.pipeline import render
+
+    core = Core(max_series_per_source=5000)
+    core.source.records = [
+        record(f"f{i}", tenant=f"t{i % 7}", platform=f"p{i % 3}", retry=i % 4, error_type=f"TYPE_{i % 101}")
+        for i in range(1200)
+    ]
+    core.poll()
+    state = core.exporter.states["s"]
+    pauses: list[int] = []
+    chunked = render.render_blocks(
+        render.lane_families(state, lambda: pauses.append(1)), lambda: pauses.append(1)
+    )
+    whole = render.render_blocks(render.lane_families(state))
+    assert chunked == whole
+    family = next(f for f in render.lane_families(state) if f.name == "ingestion_failed_files")
+    assert len(family.samples) > 2 * render.CHUNK
+    assert chunked["ingestion_failed_files"] == generate_latest(render._Families([family])).split(b"\n", 2)[2]  # type: ignore[arg-type]
+    assert len(pauses) >= 2 * (len(family.samples) // render.CHUNK)
+
+
+def test_sorting_tenant_by_tenant_is_the_order_of_one_sort() -> None:
+    from exporter.pipeline.render import _in_order
+
+    keys = {(f"t{i % 5}", f"p{i % 3}", f"e{i % 7}"): i for i in range(300)}
+    pauses: list[int] = []
+    assert list(_in_order(keys, lambda: pauses.append(1))) == sorted(keys.items())
+    assert list(_in_order(keys, None)) == sorted(keys.items())
+    assert len(pauses) == 5  # once per tenant here: fewer items than a chunk
+
+
+def test_a_lane_render_pauses_every_chunk_and_after_every_tenant_in_both_stages(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from exporter.pipeline import render
+
+    core = Core(max_series_per_source=5000)
+    # 999 label sets over 4 tenants: the chunk boundaries fall differently for any other count.
+    core.source.records = [
+        record(
+            f"f{i}",
+            tenant=f"t{i % 4}",
+            platform=f"p{i % 3}",
+            retry=i % 4,
+            error_type=f"TYPE_{i % 97}",
+            failed_at=START - i,
+        )
+        for i in range(999)
+    ]
+    core.poll()
+    state = core.exporter.states["s"]
+    result = state.result
+    assert result is not None and len(result.counts) == 999 and len(result.oldest) == 12
+
+    def in_order_pauses(mapping: Any) -> int:
+        return len(mapping) // render.CHUNK + len({key[0] for key in mapping})
+
+    mappings = (state.discovered, state.resolved, result.counts, result.oldest, result.newest)
+    building = sum(in_order_pauses(m) for m in mappings)
+    families = list(render.lane_families(state))
+    rendering = sum(-(-len(f.samples) // render.CHUNK) for f in families)
+    pauses: list[int] = []
+    monkeypatch.setattr(render, "_pause", lambda: pauses.append(1))
+    render.render_lane(state)
+    assert len(pauses) == building + rendering
+    counted: list[int] = []
+    list(render.lane_families(state, lambda: counted.append(1)))
+    assert len(counted) == building
