@@ -29,6 +29,7 @@ from exporter.pipeline.classify import Classifier
 from exporter.pipeline.render import Snapshot, lane_families, render_exporter, render_lane
 from exporter.pipeline.state import SourceState
 from exporter.records import FailureRecord
+from exporter.serving.server import WebServer
 
 MESSAGES = [
     "Access to the path 'C:\\Data\\HR\\file-{n}.docx' is denied.",
@@ -83,38 +84,6 @@ def timed(action: Callable[[], Any], repeat: int) -> float:
     return statistics.median(samples)
 
 
-class ServedInThread:
-    """Our HTTP server on its own event loop in a thread, as the benchmarks' scrape target."""
-
-    def __init__(self, exporter: Any, **limits: Any) -> None:
-        import asyncio
-        import threading
-
-        from exporter.serving.server import ServerLimits, WebServer
-
-        self.loop = asyncio.new_event_loop()
-        self.server = WebServer(exporter, "127.0.0.1", 0, limits=ServerLimits(**limits))
-        self.port = self.server.port
-        started = threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(self.loop)
-            self.loop.run_until_complete(self.server.start())
-            started.set()
-            self.loop.run_forever()
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-        started.wait(10)
-
-    def stop(self) -> None:
-        import asyncio
-
-        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-
-
 def bench_scrape(series_per_source: int, sources: int, scrapes: int) -> list[tuple[str, str, str]]:
     import httpx
     from prometheus_client import CollectorRegistry, start_http_server
@@ -134,7 +103,9 @@ def bench_scrape(series_per_source: int, sources: int, scrapes: int) -> list[tup
 
     ours = Exporter(build_settings({}, {}))
     ours.snapshot = Snapshot([*(render_lane(state) for state in states), render_exporter(True, 0.0)])
-    server = ServedInThread(ours)
+    loop = serving.Loop()
+    server = WebServer(ours, "127.0.0.1", 0)
+    loop.run(server.start())
 
     class EveryLane:
         """The same families, built and rendered on every scrape."""
@@ -157,7 +128,8 @@ def bench_scrape(series_per_source: int, sources: int, scrapes: int) -> list[tup
                 results[name, encoding] = timed(
                     lambda u=url, h=headers: client.get(u, headers=h).content, scrapes
                 )
-    server.stop()
+    loop.run(server.stop())
+    loop.close()
     baseline_server.shutdown()
     size = len(ours.snapshot.text) // 1024
 

@@ -193,6 +193,14 @@ def tls_files(ca: trustme.CA, tmp_path: Path) -> dict[str, Path]:
     return files
 
 
+def tls_section(files: dict[str, Path], **extra: str) -> dict[str, Any]:
+    """``tls_server_config`` with the server certificate, and the CA for client certificates."""
+    section = {"cert_file": str(files["cert"]), "key_file": str(files["key"]), **extra}
+    if "client_auth_type" in extra:
+        section["client_ca_file"] = str(files["ca"])
+    return {"tls_server_config": section}
+
+
 def serve_tls(serve: Any, rezolve: RezolveSimulator, tmp_path: Path, web: dict[str, Any]) -> Any:
     (tmp_path / "web.yml").write_text(yaml.safe_dump(web))
     config = {"poll_interval": "1h", "sources": [rezolve_source(rezolve)]}
@@ -212,10 +220,7 @@ def test_tls_and_basic_auth(
     serve: Any, rezolve: RezolveSimulator, tmp_path: Path, tls_files: dict[str, Path]
 ) -> None:
     hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
-    web = {
-        "tls_server_config": {"cert_file": str(tls_files["cert"]), "key_file": str(tls_files["key"])},
-        "basic_auth_users": {"prometheus": hashed},
-    }
+    web = {**tls_section(tls_files), "basic_auth_users": {"prometheus": hashed}}
     served = serve_tls(serve, rezolve, tmp_path, web)
     context = client_context(tls_files)
     missing = httpx.get(f"{served.url}/metrics", verify=context)
@@ -233,13 +238,9 @@ def test_tls_and_basic_auth(
 def test_a_required_client_certificate_must_come_from_the_configured_ca(
     serve: Any, rezolve: RezolveSimulator, tmp_path: Path, tls_files: dict[str, Path]
 ) -> None:
-    tls = {
-        "cert_file": str(tls_files["cert"]),
-        "key_file": str(tls_files["key"]),
-        "client_ca_file": str(tls_files["ca"]),
-        "client_auth_type": "RequireAndVerifyClientCert",
-    }
-    served = serve_tls(serve, rezolve, tmp_path, {"tls_server_config": tls})
+    served = serve_tls(
+        serve, rezolve, tmp_path, tls_section(tls_files, client_auth_type="RequireAndVerifyClientCert")
+    )
     ok = httpx.get(f"{served.url}/metrics", verify=client_context(tls_files, "client"))
     assert ok.status_code == 200
     for refused in (client_context(tls_files), client_context(tls_files, "stranger")):
@@ -252,13 +253,9 @@ def test_a_required_client_certificate_must_come_from_the_configured_ca(
 def test_an_optional_client_certificate_is_verified_when_given(
     serve: Any, rezolve: RezolveSimulator, tmp_path: Path, tls_files: dict[str, Path]
 ) -> None:
-    tls = {
-        "cert_file": str(tls_files["cert"]),
-        "key_file": str(tls_files["key"]),
-        "client_ca_file": str(tls_files["ca"]),
-        "client_auth_type": "VerifyClientCertIfGiven",
-    }
-    served = serve_tls(serve, rezolve, tmp_path, {"tls_server_config": tls})
+    served = serve_tls(
+        serve, rezolve, tmp_path, tls_section(tls_files, client_auth_type="VerifyClientCertIfGiven")
+    )
     assert httpx.get(f"{served.url}/metrics", verify=client_context(tls_files)).status_code == 200
     assert httpx.get(f"{served.url}/metrics", verify=client_context(tls_files, "client")).status_code == 200
     with pytest.raises(httpx.TransportError):
@@ -268,8 +265,7 @@ def test_an_optional_client_certificate_is_verified_when_given(
 def test_min_version_tls13_refuses_a_tls12_client(
     serve: Any, rezolve: RezolveSimulator, tmp_path: Path, tls_files: dict[str, Path]
 ) -> None:
-    tls = {"cert_file": str(tls_files["cert"]), "key_file": str(tls_files["key"]), "min_version": "TLS13"}
-    served = serve_tls(serve, rezolve, tmp_path, {"tls_server_config": tls})
+    served = serve_tls(serve, rezolve, tmp_path, tls_section(tls_files, min_version="TLS13"))
     tls12 = client_context(tls_files, maximum_version=ssl.TLSVersion.TLSv1_2)
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{served.url}/metrics", verify=tls12).raise_for_status()
@@ -280,8 +276,7 @@ def test_min_version_tls13_refuses_a_tls12_client(
 def test_tls12_is_accepted_by_default(
     serve: Any, rezolve: RezolveSimulator, tmp_path: Path, tls_files: dict[str, Path]
 ) -> None:
-    tls = {"cert_file": str(tls_files["cert"]), "key_file": str(tls_files["key"])}
-    served = serve_tls(serve, rezolve, tmp_path, {"tls_server_config": tls})
+    served = serve_tls(serve, rezolve, tmp_path, tls_section(tls_files))
     tls12 = client_context(tls_files, maximum_version=ssl.TLSVersion.TLSv1_2)
     assert httpx.get(f"{served.url}/metrics", verify=tls12).status_code == 200
 
