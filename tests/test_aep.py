@@ -163,9 +163,32 @@ def test_a_static_token_and_a_wrong_one(aep: AepSimulator) -> None:
     assert run_polls(document).states["aep"].errors[Reason.AUTH] == 1
 
 
-def test_a_wrong_client_secret_is_auth(aep: AepSimulator) -> None:
-    exporter = run_polls(oauth(aep, client_secret="nope"))
-    assert exporter.states["aep"].errors[Reason.AUTH] == 1
+@pytest.mark.parametrize("code", ["invalid_client", "invalid_scope", "unauthorized_client"])
+def test_credentials_that_ims_refuses_with_400_are_auth(aep: AepSimulator, code: str) -> None:
+    if code == "invalid_client":
+        document = oauth(aep, client_secret="nope")  # the simulator refuses it as IMS does
+    else:
+        aep.inject("/ims/token/v3", status=400, body=json.dumps({"error": code}))
+        document = oauth(aep)
+    state = run_polls(document).states["aep"]
+    assert state.errors[Reason.AUTH] == 1
+    assert state.last_error is not None
+    assert state.last_error.detail.startswith(
+        "the token service refused the credentials: POST /ims/token/v3: HTTP 400"
+    )
+
+
+def test_another_400_from_ims_is_an_http_error(aep: AepSimulator) -> None:
+    aep.inject("/ims/token/v3", status=400, body=json.dumps({"error": "unsupported_grant_type"}))
+    assert run_polls(oauth(aep)).states["aep"].errors[Reason.HTTP_ERROR] == 1
+
+
+def test_ims_gets_none_of_the_platform_headers(aep: AepSimulator) -> None:
+    assert run_polls(oauth(aep)).states["aep"].up is True
+    (token_request,) = aep.calls("/ims/token/v3", "POST")
+    assert not {"x-api-key", "x-gw-ims-org-id", "x-sandbox-name"} & set(token_request.headers)
+    platform_request = aep.calls("/data/foundation/catalog")[0]
+    assert {"x-api-key", "x-gw-ims-org-id", "x-sandbox-name"} <= set(platform_request.headers)
 
 
 @pytest.mark.parametrize(

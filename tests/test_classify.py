@@ -80,6 +80,38 @@ def test_phrases_match_only_at_word_boundaries(message: str) -> None:
     assert Classifier().classify(message) == "UNKNOWN"
 
 
+@pytest.mark.parametrize(
+    ("expected", "message"),
+    [
+        # The seed's own example (Adobe Experience Platform): "xdm" starts the word "xdmEntity".
+        ("SCHEMA_VALIDATION", "Payload body is missing xdmEntity"),
+        ("SCHEMA_VALIDATION", "schemaRef does not resolve"),
+        ("RATE_LIMITED", "Throttled: slow down"),
+        ("ACCESS_DENIED", "permissionDenied on /sites/hr"),
+        ("ACCESS_DENIED", "Forbidden"),
+        ("FILE_TOO_LARGE", "The payload exceeds the sizeLimit"),
+        ("TIMEOUT", "TimeoutError after 30 s"),
+        ("FILE_LOCKED", "lockedByUser=jdoe"),
+        ("NOT_FOUND", "The blob does not exists"),
+        ("UNSUPPORTED_FORMAT", "UnsupportedMediaType"),
+        ("ENCODING_ERROR", "DecodeError in chunk 3"),
+        ("OCR_FAILED", "OCRException: no text"),
+        ("VECTOR_EMBEDDING_FAILED", "embeddings service down"),
+        ("PARSE_ERROR", "ParserError: unexpected token"),
+        ("PARSE_ERROR", "Corrupted zip entry"),
+        ("NETWORK_ERROR", "ConnectionResetError"),
+        ("NETWORK_ERROR", "SSLError: handshake failure"),
+    ],
+)
+def test_phrases_match_at_the_start_of_a_word(expected: str, message: str) -> None:
+    assert Classifier().classify(message) == expected
+
+
+@pytest.mark.parametrize("message", ["4290 items", "error 1403", "HTTP/1.1 5030"])
+def test_numbers_match_only_as_whole_numbers(message: str) -> None:
+    assert Classifier().classify(message) == "UNKNOWN"
+
+
 def test_earlier_rules_win() -> None:
     # "timed out" (TIMEOUT, rule 4) before "connection" (NETWORK_ERROR, rule 13)
     assert Classifier().classify("Connection timed out") == "TIMEOUT"

@@ -170,6 +170,20 @@ def test_a_static_authtoken_is_used_as_is_and_a_401_is_auth(commvault: Commvault
     assert commvault.calls("/Job")[0].headers["authtoken"] == token
 
 
+@pytest.mark.parametrize("prefix", ["QSDK ", "SAML ", "Bearer "])
+def test_a_static_authtoken_with_its_prefix_is_passed_on_as_is(
+    commvault: CommvaultSimulator, prefix: str
+) -> None:
+    token = f"{prefix}v4-access-token"
+    with commvault.lock:
+        commvault.tokens.add(token)
+    document = source(commvault, authtoken=token)
+    del document["sources"][0]["password"]
+    commvault.add_job(job(1, [("C:\\a", "Access is denied.")]))
+    assert run_polls(document).states["cv"].up is True
+    assert {r.headers["authtoken"] for r in commvault.calls("/Job")} == {token}
+
+
 def test_a_fixed_job_list_is_read_without_discovery(commvault: CommvaultSimulator) -> None:
     commvault.add_job(job(7, [("C:\\a", "Access is denied.")]))
     commvault.add_job(job(8, [("C:\\b", "Access is denied.")]))

@@ -10,48 +10,41 @@ UNKNOWN = "UNKNOWN"
 _WELL_FORMED_TYPE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 
 # First match wins. Each pattern recognizes the phrases SPEC section 6 lists, as real messages
-# word them ("Access to the path 'X' is denied.", "File size exceeds the limit", ...).
+# word them ("Access to the path 'X' is denied.", "File size exceeds the limit", ...). A phrase
+# matches at the start of a word ("xdm" in "xdmEntity", "throttl" in "throttled"; "ocr" not in
+# "mediocre"); a number only as a whole number.
 BUILT_IN_RULES: tuple[tuple[str, str], ...] = (
-    ("RATE_LIMITED", r"\b429\b|\btoo many requests\b|\bthrottl"),
+    ("RATE_LIMITED", r"\b429\b|\btoo many requests|\bthrottl"),
     (
         "ACCESS_DENIED",
-        r"\baccess (?:is |was )?denied\b|\baccess to\b.*\bdenied\b|\bpermission denied\b"
-        r"|\bforbidden\b|\b40[13]\b|\bunauthori[sz]ed\b|\bpermissions?\b|\binsufficient privileges\b",
+        r"\baccess (?:is |was )?denied|\baccess to\b.*\bdenied|\bforbidden|\b40[13]\b"
+        r"|\bunauthori[sz]ed|\bpermission|\binsufficient privileges",
     ),
     (
         "FILE_TOO_LARGE",
-        r"\btoo (?:large|big)\b|\bexceed(?:s|ed|ing)?\b.*\bsize\b|\bsize\b.*\bexceed"
-        r"|\bsize limit\b|\b413\b",
+        r"\btoo (?:large|big)|\bexceed.*\bsize|\bsize.*\bexceed|\bsize limit|\b413\b",
     ),
-    ("TIMEOUT", r"\btimed out\b|\btime-?out\b|\bdeadline exceeded\b"),
-    ("FILE_LOCKED", r"\bbeing used by another process\b|\blocked\b|\bsharing violation\b"),
+    ("TIMEOUT", r"\btimed out|\btime-?out|\bdeadline exceeded"),
+    ("FILE_LOCKED", r"\bbeing used by another process|\blocked|\bsharing violation"),
     (
         "NOT_FOUND",
-        r"\bnot found\b|\bcannot find\b|\bcan't find\b|\bno such file\b|\b404\b"
-        r"|\bdoes(?: not|n't) exist\b",
+        r"\bnot found|\bcannot find|\bcan't find|\bno such file|\b404\b|\bdoes(?: not|n't) exist",
     ),
     (
         "UNSUPPORTED_FORMAT",
-        r"\bunsupported\b|\bnot supported\b|\bunknown file type\b|\bunrecogni[sz]ed (?:file )?format\b",
+        r"\bunsupported|\bnot supported|\bunknown file type|\bunrecogni[sz]ed (?:file )?format",
     ),
-    (
-        "ENCODING_ERROR",
-        r"\bencoding\b|\bdecod(?:e|ed|es|ing|er)\b|\bcodec\b|\bcharset\b|\butf-?8\b",
-    ),
-    ("OCR_FAILED", r"\bocr\b"),
-    ("VECTOR_EMBEDDING_FAILED", r"\bembeddings?\b"),
-    (
-        "SCHEMA_VALIDATION",
-        r"\bis not a valid\b|\bschema\b|\bxdm\b|\bvalidation\b|\brequired field\b",
-    ),
+    ("ENCODING_ERROR", r"\bencoding|\bdecod|\bcodec|\bcharset|\butf-?8"),
+    ("OCR_FAILED", r"\bocr"),
+    ("VECTOR_EMBEDDING_FAILED", r"\bembedding"),
+    ("SCHEMA_VALIDATION", r"\bis not a valid|\bschema|\bxdm|\bvalidation|\brequired field"),
     (
         "PARSE_ERROR",
-        r"\bpars(?:e|ed|es|ing|er)\b|\bcorrupt(?:ed|ion)?\b|\bmalformed\b|\bcould not read\b"
-        r"|\binvalid document\b",
+        r"\bpars(?:e|ing)|\bcorrupt|\bmalformed|\bcould not read|\binvalid document",
     ),
     (
         "NETWORK_ERROR",
-        r"\bnetwork\b|\bconnection\b|\bunreachable\b|\bdns\b|\breset by peer\b|\b50[234]\b|\bssl\b",
+        r"\bnetwork|\bconnection|\bunreachable|\bdns|\breset by peer|\b50[234]\b|\bssl",
     ),
 )
 

@@ -108,8 +108,9 @@ class AepSimulator(Simulator):
         if form.get("grant_type") != "client_credentials":
             return json_response(400, {"error": "unsupported_grant_type"})
         if form.get("client_id") != self.api_key or form.get("client_secret") != self.client_secret:
+            # As IMS answers: 400 with an OAuth error code, not 401.
             return json_response(
-                401, {"error": "invalid_client", "error_description": "invalid client_id parameter"}
+                400, {"error": "invalid_client", "error_description": "invalid client_id parameter"}
             )
         token = f"eyJ{secrets.token_urlsafe(24)}"
         with self.lock:

@@ -24,7 +24,7 @@ from pydantic import Field, SecretStr, model_validator
 from exporter.configtypes import Duration, HttpSourceConfig, SecretFile, check_http_url
 from exporter.records import FailureRecord, PollError, Reason
 from exporter.sources.base import RecordSink, gather_parts
-from exporter.sources.http import HttpStatusError, SingleTenantSource
+from exporter.sources.http import HttpClient, HttpStatusError, SingleTenantSource
 
 CATALOG = "/data/foundation/catalog"
 EXPORT = "/data/foundation/export"
@@ -110,12 +110,24 @@ class AepSource(SingleTenantSource[AepConfig]):
                 "x-sandbox-name": config.sandbox,
             },
         )
+        # IMS is Adobe's identity service, not the Platform: it gets none of the Platform headers.
+        self._ims = HttpClient(
+            config.ims_url,
+            timeout=config.timeout,
+            max_concurrency=1,
+            max_response_bytes=config.max_response_bytes,
+            headers={"accept": "application/json"},
+        )
         self._token = config.secret("access_token")
         self._token_expires = float("inf")
         self._token_lock = asyncio.Lock()
         # (batch id, file name) -> its first error: a file already classified is never
         # downloaded again. Only entries still seen in the latest poll are kept.
         self._classified: dict[tuple[str, str], str] = {}
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        await self._ims.aclose()
 
     def default_tenant(self) -> str:
         return self.config.sandbox
@@ -245,16 +257,25 @@ class AepSource(SingleTenantSource[AepConfig]):
 
     async def _renew_token(self) -> None:
         """IMS client credentials; renewed a tenth of its lifetime (at most 5 min) early."""
-        response = await self._http.request(
-            "POST",
-            self.config.ims_url,
-            data={
-                "grant_type": "client_credentials",
-                "client_id": self.config.client_id,
-                "client_secret": self.config.secret("client_secret"),
-                "scope": self.config.scopes,
-            },
-        )
+        self._ims.deadline = self._http.deadline
+        try:
+            response = await self._ims.request(
+                "POST",
+                self.config.ims_url,
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": self.config.client_id,
+                    "client_secret": self.config.secret("client_secret"),
+                    "scope": self.config.scopes,
+                },
+            )
+        except HttpStatusError as exc:
+            # IMS refuses credentials with 400 and an OAuth error code, not with 401.
+            if exc.status == 400 and oauth_error(exc.body) in REFUSED_CREDENTIALS:
+                raise PollError(
+                    Reason.AUTH, f"the token service refused the credentials: {exc.detail}"
+                ) from None
+            raise
         body = response.json()
         token = body.get("access_token") if isinstance(body, dict) else None
         lifetime = body.get("expires_in") if isinstance(body, dict) else None
@@ -263,6 +284,19 @@ class AepSource(SingleTenantSource[AepConfig]):
         seconds = float(lifetime) if isinstance(lifetime, int | float) else 3600.0
         self._token = token
         self._token_expires = time.time() + seconds - min(seconds / 10, 300.0)
+
+
+# OAuth 2.0 error codes (RFC 6749 section 5.2) by which IMS refuses a client.
+REFUSED_CREDENTIALS = frozenset({"invalid_client", "invalid_scope", "unauthorized_client", "invalid_grant"})
+
+
+def oauth_error(body: bytes) -> str | None:
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    error = document.get("error") if isinstance(document, dict) else None
+    return error if isinstance(error, str) else None
 
 
 def is_failed_file(entry: dict[str, Any]) -> bool:

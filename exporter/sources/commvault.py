@@ -24,7 +24,8 @@ from exporter.sources.base import RecordSink, RepeatedFailures, gather_parts, sl
 from exporter.sources.http import HttpStatusError, SingleTenantSource
 
 REASON_COLUMNS = ("reason", "failure reason", "failurereason", "error", "error message", "message")
-TOKEN_PREFIXES = ("QSDK ", "SAML ")
+# Commvault tokens as issued: QSDK (login), SAML, and Bearer (v4 access tokens); passed on as they are.
+TOKEN_PREFIXES = ("QSDK ", "SAML ", "Bearer ")
 
 
 class CommvaultConfig(HttpSourceConfig):

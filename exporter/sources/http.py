@@ -26,9 +26,10 @@ USER_AGENT = f"ingestion-failure-exporter/{__version__}"
 class HttpStatusError(PollError):
     """A non-2xx answer, with its status so that a source can react (log in again on 401)."""
 
-    def __init__(self, reason: Reason, detail: str, status: int) -> None:
+    def __init__(self, reason: Reason, detail: str, status: int, body: bytes = b"") -> None:
         super().__init__(reason, detail)
         self.status = status
+        self.body = body
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +133,7 @@ class HttpClient:
                     status_reason(response.status),
                     f"{what}: HTTP {response.status}" + (f": {said}" if said else ""),
                     response.status,
+                    response.body,
                 )
                 if response.status == 429:
                     asked = retry_after_seconds(response.headers.get("retry-after"), time.time())
