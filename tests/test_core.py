@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import pytest
 
 from exporter.config import build_settings
+from exporter.pipeline.aggregate import MAX_LABEL_CHARS, safe_label
 from exporter.pipeline.shard import shard_of
 from exporter.records import FailureRecord, PollError, Reason
 from exporter.runtime import Exporter
@@ -1134,3 +1135,28 @@ def test_a_lane_render_pauses_every_chunk_and_after_every_tenant_in_both_stages(
     counted: list[int] = []
     list(render.lane_families(state, lambda: counted.append(1)))
     assert len(counted) == building
+
+
+# --- label values -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("plain", "plain"),
+        ("a\udcffb", "a\ufffdb"),
+        ("x" * (MAX_LABEL_CHARS + 1), "x" * (MAX_LABEL_CHARS - 1) + "\u2026"),
+        ("x" * MAX_LABEL_CHARS, "x" * MAX_LABEL_CHARS),
+        ("ü" * 3, "ü" * 3),
+    ],
+)
+def test_label_values_are_valid_utf8_and_bounded(value: str, expected: str) -> None:
+    assert safe_label(value) == expected
+
+
+def test_a_lone_surrogate_in_a_tenant_or_identity_fails_no_poll_and_no_shard(core: Core) -> None:
+    sharded = Core(shard={"index": 0, "total": 2})
+    for each in (core, sharded):
+        each.source.records = [record("f\udcff", tenant="t\udcff")]
+        assert each.poll() is True
+    assert core.series("ingestion_failed_files") == {failed(tenant="t\ufffd"): 1}

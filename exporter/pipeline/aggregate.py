@@ -17,8 +17,21 @@ LabelKey = tuple[str, str, str, str]
 Entry = tuple[LabelKey, float | None, str]
 
 
+# Longer label values are cut: a hostile or broken platform must not bloat every scrape.
+MAX_LABEL_CHARS = 256
+
+
 def identity_digest(identity: tuple[str, ...]) -> bytes:
-    return hashlib.blake2b("\x1f".join(identity).encode(), digest_size=12).digest()
+    # surrogatepass: a lone surrogate (a JSON "\udcff" escape) is as good an identity as any.
+    return hashlib.blake2b("\x1f".join(identity).encode("utf-8", "surrogatepass"), digest_size=12).digest()
+
+
+def safe_label(value: str) -> str:
+    """A label value every scraper reads: valid UTF-8 (a lone surrogate becomes U+FFFD) and at
+    most MAX_LABEL_CHARS long. Quotes, backslashes and newlines are the encoder's to escape."""
+    if not value.isascii():
+        value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return value if len(value) <= MAX_LABEL_CHARS else f"{value[: MAX_LABEL_CHARS - 1]}\u2026"
 
 
 def retry_label(retry_count: int, cap: int) -> str:
@@ -69,18 +82,18 @@ class PollAggregator:
 
     def wants(self, tenant: str) -> bool:
         """Whether records of this tenant belong to this exporter's shard (sources may skip work)."""
-        return self._owns(self._tenant or tenant)
+        return self._owns(self._tenant or safe_label(tenant))
 
     def add(self, record: FailureRecord) -> None:
         self._scanned += 1
-        tenant = self._tenant or record.tenant
+        tenant = self._tenant or safe_label(record.tenant)
         if not self._owns(tenant):
             return
         key = identity_digest(record.identity)
         if key in self._entries:
             return
         error_type = self._classifier.resolve(record.reported_type, record.message)
-        platform = self._platform or record.platform
+        platform = self._platform or safe_label(record.platform)
         labels = (tenant, platform, error_type, retry_label(record.retry_count, self._cap))
         self._place(key, labels, record.failed_at, record.scope)
 
