@@ -775,8 +775,9 @@ def test_records_of_tenants_another_shard_owns_are_read_but_not_counted(total: i
     assert len(totals) == 8
 
 
-def test_a_source_is_told_which_tenants_its_shard_owns() -> None:
-    core = Core(shard={"index": 1, "total": 3}, source={"tenant": "fixed"})
+@pytest.mark.parametrize("configured", [None, "fixed"])
+def test_a_source_is_told_which_tenants_its_shard_owns(configured: str | None) -> None:
+    core = Core(shard={"index": 1, "total": 3}, source={"tenant": configured} if configured else {})
     seen: list[bool] = []
 
     class Probe(ScriptedSource):
@@ -785,8 +786,10 @@ def test_a_source_is_told_which_tenants_its_shard_owns() -> None:
 
     core.exporter.lanes["s"].source = Probe(core.exporter.lanes["s"].settings.source, core.clock)
     core.poll()
-    # The configured tenant replaces every derived one, so the answer is the same for all.
-    assert seen == [shard_of("s", "fixed", 3) == 1] * 8
+    if configured is None:
+        assert seen == [shard == 1 for shard in SHARDS_OF_8]
+    else:  # the configured tenant replaces every derived one, so the answer is the same for all
+        assert seen == [shard_of("s", "fixed", 3) == 1] * 8
 
 
 # --- rendering ----------------------------------------------------------------------------------
