@@ -3,11 +3,14 @@ an internal error, and other sources are untouched."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from exporter.records import Reason
 from exporter.simulators.aep import AepSimulator, SimBatch, validation_file
@@ -100,3 +103,98 @@ def test_a_wrong_shape_is_invalid_response(sims: dict[str, Any], kind: str, path
     state = run_polls(config(kind, sim)).states[kind]
     assert state.up is False
     assert {reason for reason, n in state.errors.items() if n} == {Reason.INVALID_RESPONSE}, state.last_error
+
+
+# Keys the four APIs use, so that generated bodies reach past the first shape check.
+KEYS = [
+    "jobs",
+    "jobSummary",
+    "jobId",
+    "jobEndTime",
+    "appTypeName",
+    "subclient",
+    "clientName",
+    "failedItems",
+    "isFailedItemsCSV",
+    "failedItemsCSV",
+    "columns",
+    "rows",
+    "row",
+    "totalRecordsWithoutPaging",
+    "errList",
+    "errorCode",
+    "errLogMessage",
+    "error",
+    "id",
+    "workflow_id",
+    "status",
+    "created_at",
+    "node_stats",
+    "failure",
+    "failed_files",
+    "document",
+    "data",
+    "name",
+    "length",
+    "_links",
+    "next",
+    "href",
+    "errors",
+    "code",
+    "description",
+    "message",
+]
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=6), inner, max_size=6)
+    ),
+    max_leaves=24,
+)
+
+
+@pytest.fixture(scope="module")
+def shared_sims() -> Iterator[dict[str, Any]]:
+    cv = CommvaultSimulator().start()
+    cv.add_job(
+        SimJob(1, "Windows File System", "fs01", "default", NOW - 60, [("C:\\a", "Access is denied.")])
+    )
+    un = UnstructuredSimulator().start()
+    wf = un.add_workflow("kb", "s3")
+    un.add_job(UnstructuredJob("j1", wf, "COMPLETED", NOW - 60, [("a.pdf", "timed out")]))
+    ae = AepSimulator().start()
+    ae.add_batch(SimBatch("B1", int((NOW - 60) * 1000), "failed", [], {"p.json": validation_file("x")}))
+    try:
+        yield {"commvault": cv, "unstructured": un, "aep": ae}
+    finally:
+        for sim in (cv, un, ae):
+            sim.stop()
+
+
+@pytest.mark.parametrize(("kind", "path"), sorted({(k, p) for k, p, _ in CASES}))
+@settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(body=JSON)
+@example(body={"error": "text"})  # found by hand after the generated cases missed it
+@example(body={"errList": "text", "errorCode": "5"})
+def test_no_json_body_makes_a_poll_fail_as_anything_but_its_shape(
+    shared_sims: dict[str, Any], kind: str, path: str, body: Any
+) -> None:
+    sim = shared_sims[kind]
+    when = (lambda r: r.arg("path") is None) if kind == "aep" else None
+    sim.clear_faults()
+    sim.inject(path, status=200, body=json.dumps(body), when=when)
+    try:
+        state = run_polls(config(kind, sim)).states[kind]
+    finally:
+        sim.clear_faults()
+    failed = {reason for reason, n in state.errors.items() if n}
+    # A body of the wrong shape is invalid_response; one that says it failed (Commvault's errList
+    # and errorCode in a 200) is http_error. Nothing is ever internal.
+    assert failed <= {Reason.INVALID_RESPONSE, Reason.HTTP_ERROR}, state.last_error
+    assert state.up is (not failed)

@@ -69,7 +69,8 @@ def check_logical_error(body: Any, what: str) -> None:
     """Commvault answers many failures with 200 and an error in the body."""
     if not isinstance(body, dict):
         raise PollError(Reason.INVALID_RESPONSE, f"{what}: the response is not a JSON object")
-    errors = body.get("errList") or (body.get("error") or {}).get("errList")
+    nested = body.get("error")
+    errors = body.get("errList") or (nested.get("errList") if isinstance(nested, dict) else None)
     code = body.get("errorCode")
     if errors or (isinstance(code, int) and code != 0):
         first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
