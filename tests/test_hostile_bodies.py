@@ -3,6 +3,7 @@ an internal error, and other sources are untouched."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -23,8 +24,9 @@ NOW = time.time()
 WRONG = ["[]", '"text"', "null", "42", '{"unexpected": true}']
 
 
-@pytest.fixture
-def sims() -> Iterator[dict[str, Any]]:
+@contextlib.contextmanager
+def simulators() -> Iterator[dict[str, Any]]:
+    """One Commvault job, one Unstructured job and one AEP batch, each with a failed file."""
     cv = CommvaultSimulator().start()
     cv.add_job(
         SimJob(1, "Windows File System", "fs01", "default", NOW - 60, [("C:\\a", "Access is denied.")])
@@ -39,6 +41,12 @@ def sims() -> Iterator[dict[str, Any]]:
     finally:
         for sim in (cv, un, ae):
             sim.stop()
+
+
+@pytest.fixture
+def sims() -> Iterator[dict[str, Any]]:
+    with simulators() as started:
+        yield started
 
 
 CASES = [
@@ -156,20 +164,8 @@ JSON = st.recursive(
 
 @pytest.fixture(scope="module")
 def shared_sims() -> Iterator[dict[str, Any]]:
-    cv = CommvaultSimulator().start()
-    cv.add_job(
-        SimJob(1, "Windows File System", "fs01", "default", NOW - 60, [("C:\\a", "Access is denied.")])
-    )
-    un = UnstructuredSimulator().start()
-    wf = un.add_workflow("kb", "s3")
-    un.add_job(UnstructuredJob("j1", wf, "COMPLETED", NOW - 60, [("a.pdf", "timed out")]))
-    ae = AepSimulator().start()
-    ae.add_batch(SimBatch("B1", int((NOW - 60) * 1000), "failed", [], {"p.json": validation_file("x")}))
-    try:
-        yield {"commvault": cv, "unstructured": un, "aep": ae}
-    finally:
-        for sim in (cv, un, ae):
-            sim.stop()
+    with simulators() as started:
+        yield started
 
 
 @pytest.mark.parametrize(("kind", "path"), sorted({(k, p) for k, p, _ in CASES}))
