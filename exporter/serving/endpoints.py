@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import gzip
 import json
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, Protocol
@@ -12,7 +11,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from exporter import __version__
-from exporter.pipeline.render import GZIP_LEVEL, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Snapshot
+from exporter.pipeline.render import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Snapshot
 from exporter.pipeline.state import SourceState
 from exporter.redact import Redactor
 
@@ -87,8 +86,9 @@ def accepts_gzip(accept_encoding: str) -> bool:
 
 
 def _body(snapshot: Snapshot, openmetrics: bool, gzipped: bool) -> bytes:
-    plain = snapshot.openmetrics if openmetrics else snapshot.text
-    return gzip.compress(plain, compresslevel=GZIP_LEVEL) if gzipped else plain
+    if openmetrics:
+        return snapshot.openmetrics_gzip if gzipped else snapshot.openmetrics
+    return snapshot.text_gzip if gzipped else snapshot.text
 
 
 class Bodies:
