@@ -185,7 +185,7 @@ def render_blocks(families: Iterable[Metric], pause: Callable[[], None] | None =
             parts.append(_without_headers(generate_latest(_Families([part]))))
             if pause is not None:
                 pause()
-        if parts and any(parts):
+        if parts:
             blocks[family.name] = b"".join(parts)
     return blocks
 

@@ -35,10 +35,6 @@ class SourceState:
     duration_sum: float = 0.0
     duration_count: int = 0
 
-    @property
-    def attempted(self) -> bool:
-        return self.last_poll_end is not None
-
     def record_result(
         self, result: PollResult, failures: dict[str, PollError], started: float, ended: float
     ) -> None:

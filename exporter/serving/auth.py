@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import hmac
 import ssl
@@ -18,8 +19,13 @@ from exporter.config import ConfigError, describe
 from exporter.configtypes import Frozen
 
 TLS_VERSIONS = {"TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
-# Checked against when the user is unknown, so that an unknown user costs what a known one does.
-_NOBODY = bcrypt.hashpw(b"nobody", bcrypt.gensalt(rounds=10))
+
+
+@functools.cache
+def _nobody() -> bytes:
+    """Checked against when the user is unknown, so that an unknown user costs what a known one
+    does; made on first use, not at every start of the program."""
+    return bcrypt.hashpw(b"nobody", bcrypt.gensalt(rounds=10))
 
 
 class TlsServerConfig(Frozen):
@@ -95,11 +101,11 @@ class BasicAuth:
         except (ValueError, UnicodeDecodeError):
             return False
         hashed = self._users.get(user)
-        token = hashlib.sha256(b"\0".join((user.encode(), password.encode(), hashed or _NOBODY))).digest()
+        token = hashlib.sha256(b"\0".join((user.encode(), password.encode(), hashed or _nobody()))).digest()
         remembered = self._verified.get(user)
         if hashed is not None and remembered is not None and hmac.compare_digest(remembered, token):
             return True
-        matches = await asyncio.to_thread(bcrypt.checkpw, password.encode(), hashed or _NOBODY)
+        matches = await asyncio.to_thread(bcrypt.checkpw, password.encode(), hashed or _nobody())
         if not matches or hashed is None:
             return False
         self._verified[user] = token
