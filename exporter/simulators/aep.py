@@ -24,17 +24,30 @@ class SimBatch:
     errors: list[dict[str, Any]] = field(default_factory=list)
     files: dict[str, bytes] = field(default_factory=dict)  # failed file name -> content
 
-    def as_json(self, properties: list[str] | None) -> dict[str, Any]:
+    def as_json(self, properties: list[str] | None, sandbox_id: str) -> dict[str, Any]:
+        """A Catalog batch with the fields real responses carry, cut to ``properties`` if given."""
         full = {
             "id": self.batch_id,
             "status": self.status,
             "created": self.created_ms,
             "updated": self.created_ms + 60000,
+            "started": self.created_ms + 1000,
             "completed": self.created_ms + 120000,
             "relatedObjects": [{"type": "dataSet", "id": "5deac2648a19d218a888d2b1"}],
+            "inputFormat": {"format": "json"},
             "errors": self.errors,
-            "metrics": {"failedRecordCount": len(self.files)},
+            "metrics": {
+                "inputByteSize": sum(len(c) for c in self.files.values()),
+                "inputFileCount": len(self.files),
+                "inputRecordCount": 100,
+                "outputRecordCount": 100 - len(self.files),
+                "failedRecordCount": len(self.files),
+            },
+            "tags": {"acp_enableErrorDiagnostics": [True]},
             "imsOrg": "ABCDEF123@AdobeOrg",
+            "sandboxId": sandbox_id,
+            "createdClient": "acp_ui_platform",
+            "createdUser": "ingest@AdobeID",
             "version": "1.0.5",
         }
         return {k: v for k, v in full.items() if properties is None or k in properties}
@@ -69,6 +82,7 @@ class AepSimulator(Simulator):
     ) -> None:
         super().__init__(port=port)
         self.api_key, self.client_secret, self.org_id, self.sandbox = api_key, client_secret, org_id, sandbox
+        self.sandbox_id = "8f3a1c2e-5b7d-4e9f-a1b2-c3d4e5f60718"
         self.token_lifetime = 86399
         self.tokens: dict[str, float] = {}  # token -> expiry
         self.tokens_issued = 0
@@ -163,7 +177,7 @@ class AepSimulator(Simulator):
                 reverse=True,
             )
             page = found[start : start + limit]
-            return json_response(200, {b.batch_id: b.as_json(wanted) for b in page})
+            return json_response(200, {b.batch_id: b.as_json(wanted, self.sandbox_id) for b in page})
 
     def _failed(self, request: SimRequest) -> SimResponse:
         if refused := self._refused(request):

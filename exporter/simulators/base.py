@@ -1,22 +1,33 @@
-"""A vendor API simulator: a real HTTP server on 127.0.0.1, with injectable faults.
+"""A vendor API simulator: a real HTTP server (aiohttp) on 127.0.0.1, with injectable faults.
 
 Tests and ``--demo`` share these. Faults are set from Python (``inject``) or over HTTP
 (``POST /_sim/faults`` with the same fields as JSON, ``DELETE /_sim/faults`` to clear).
+Besides a status and body, a fault can break the answer where only a socket can: ``mode``
+``reset`` sends the head and half the body, then resets the connection; ``stall`` sends as much
+and then says nothing more; ``trickle`` sends the body a byte every ``delay`` seconds.
+``pause()`` closes the listening socket (connections are refused) and ``resume()`` opens it
+again on the same port.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import json
 import re
+import socket
+import struct
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from typing import Any, Literal, Self
 from urllib.parse import parse_qs, urlsplit
+
+from aiohttp import web
+
+Mode = Literal["reset", "stall", "trickle"]
+MODES: tuple[Mode, ...] = ("reset", "stall", "trickle")
 
 
 @dataclass(frozen=True)
@@ -54,7 +65,8 @@ def json_response(status: int, payload: Any, headers: dict[str, str] | None = No
 
 @dataclass
 class Fault:
-    """Answer requests whose path matches with this status/body, after a delay, ``times`` times."""
+    """Answer requests whose path matches with this status/body, after a delay, ``times`` times;
+    or, with a ``mode``, break the real answer on the wire."""
 
     path: re.Pattern[str]
     status: int | None = None
@@ -64,13 +76,30 @@ class Fault:
     times: int | None = None
     when: Callable[[SimRequest], bool] | None = None
     hold: threading.Event | None = None
+    mode: Mode | None = None
 
 
 Handler = Callable[[SimRequest], SimResponse]
 
+# How long a stalled answer or a hold waits at most: far beyond any timeout a test sets.
+STALL_SECONDS = 60.0
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
 
 class Simulator:
-    """Routes requests to the subclass's handlers; records what it was asked."""
+    """Routes requests to the subclass's handlers; records what it was asked.
+
+    The server runs an event loop of its own in a daemon thread, so tests and the demo can
+    drive it from ordinary threads; handlers are plain functions that answer at once.
+    """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.host = host
@@ -78,22 +107,62 @@ class Simulator:
         self._faults: list[Fault] = []
         self.lock = threading.RLock()
         self.requests: deque[SimRequest] = deque(maxlen=5000)
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
-        self._server.daemon_threads = True
-        # A short poll interval makes stop() return at once (tests start and stop many of these).
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+        self._socket: socket.socket | None = _listening_socket(host, port)
+        self.port: int = self._socket.getsockname()[1]
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="simulator", daemon=True)
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._serve)
+        # Stopping must not wait for stalled answers: they are the point of some tests.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+        self._site: web.SockSite | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self._server.server_port}"
+        return f"http://{self.host}:{self.port}"
+
+    def _call(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=30)
 
     def start(self) -> Self:
         self._thread.start()
+        self._call(self._runner.setup())
+        self._call(self._open())
         return self
 
+    async def _open(self) -> None:
+        if self._socket is None:
+            self._socket = _listening_socket(self.host, self.port)
+        self._site = web.SockSite(self._runner, self._socket)
+        await self._site.start()
+
+    async def _close(self) -> None:
+        if self._site is not None:
+            await self._site.stop()
+            self._site = None
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+        # Kept-alive connections too: a client must find nobody there, not an old connection.
+        if self._runner.server is not None:
+            for connection in list(self._runner.server.connections):
+                connection.force_close()
+
+    def pause(self) -> None:
+        """Stop listening: new connections are refused until ``resume``."""
+        self._call(self._close())
+
+    def resume(self) -> None:
+        self._call(self._open())
+
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        if self._thread.is_alive():
+            self._call(self._close())
+            self._call(self._runner.cleanup())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+        if self._socket is not None:
+            self._socket.close()
 
     def route(self, method: str, pattern: str, handler: Handler) -> None:
         self._routes.append((method, re.compile(pattern), handler))
@@ -109,11 +178,14 @@ class Simulator:
         times: int | None = None,
         when: Callable[[SimRequest], bool] | None = None,
         hold: threading.Event | None = None,
+        mode: Mode | None = None,
     ) -> None:
         """Answer matching requests (path regex and, from Python, a predicate) with a fault;
         from Python, ``hold`` keeps them waiting until the test sets it (or for a minute)."""
+        if mode is not None and mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}")
         raw = body.encode() if isinstance(body, str) else body
-        fault = Fault(re.compile(path), status, delay, raw, headers or {}, times, when, hold)
+        fault = Fault(re.compile(path), status, delay, raw, headers or {}, times, when, hold, mode)
         with self.lock:
             self._faults.append(fault)
 
@@ -145,62 +217,88 @@ class Simulator:
             self.clear_faults()
             return json_response(200, {"faults": 0})
         spec = json.loads(body or b"{}")
-        self.inject(
-            spec.get("path", ".*"),
-            status=spec.get("status"),
-            delay=float(spec.get("delay", 0.0)),
-            body=spec.get("body"),
-            headers=spec.get("headers"),
-            times=spec.get("times"),
-        )
+        try:
+            self.inject(
+                spec.get("path", ".*"),
+                status=spec.get("status"),
+                delay=float(spec.get("delay", 0.0)),
+                body=spec.get("body"),
+                headers=spec.get("headers"),
+                times=spec.get("times"),
+                mode=spec.get("mode"),
+            )
+        except ValueError as exc:
+            return json_response(400, {"detail": str(exc)})
         return json_response(200, {"faults": len(self._faults)})
 
-    def dispatch(self, method: str, target: str, headers: dict[str, str], body: bytes) -> SimResponse:
+    def _route(
+        self, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> tuple[SimRequest, Handler] | None:
         parts = urlsplit(target)
-        if parts.path == "/_sim/faults":
-            return self._admin(method, body)
         for route_method, pattern, handler in self._routes:
             match = pattern.fullmatch(parts.path)
             if route_method == method and match:
                 request = SimRequest(method, parts.path, parse_qs(parts.query), headers, body, match)
                 with self.lock:
                     self.requests.append(request)
-                fault = self._fault_for(request)
-                if fault is not None:
-                    if fault.hold is not None:
-                        fault.hold.wait(60)
-                    time.sleep(fault.delay)
-                    if fault.status is not None or fault.body is not None:
-                        return SimResponse(fault.status or 200, fault.body or b"", fault.headers)
+                return request, handler
+        return None
+
+    async def _serve(self, http: web.Request) -> web.StreamResponse:
+        body = await http.read()
+        headers = {k.lower(): v for k, v in http.headers.items()}
+        if http.path == "/_sim/faults":
+            return _to_aiohttp(self._admin(http.method, body))
+        routed = self._route(http.method, http.raw_path, headers, body)
+        if routed is None:
+            return _to_aiohttp(json_response(404, {"detail": "Not Found"}))
+        request, handler = routed
+
+        def answer() -> SimResponse:
+            try:
                 return handler(request)
-        return json_response(404, {"detail": "Not Found"})
+            except Exception as exc:  # a simulator bug must show as a 500, not a hang
+                return json_response(500, {"detail": f"simulator error: {exc}"})
 
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        simulator = self
+        fault = self._fault_for(request)
+        if fault is None:
+            return _to_aiohttp(answer())
+        if fault.hold is not None:
+            await asyncio.to_thread(fault.hold.wait, STALL_SECONDS)
+        if fault.mode is None:
+            await asyncio.sleep(fault.delay)
+            if fault.status is not None or fault.body is not None:
+                return _to_aiohttp(SimResponse(fault.status or 200, fault.body or b"", fault.headers))
+            return _to_aiohttp(answer())
+        real = answer()
+        if fault.body is not None:
+            real = SimResponse(fault.status or real.status, fault.body, real.headers)
+        return await _broken(http, real, fault.mode, fault.delay)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
 
-            def _serve(self) -> None:
-                length = int(self.headers.get("content-length") or 0)
-                body = self.rfile.read(length) if length else b""
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                try:
-                    response = simulator.dispatch(self.command, self.path, headers, body)
-                except Exception as exc:  # a simulator bug must show as a 500, not a hang
-                    response = json_response(500, {"detail": f"simulator error: {exc}"})
-                self.send_response(response.status)
-                for key, value in response.headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(response.body)))
-                self.end_headers()
-                # The client may give up (a size cap or a timeout): expected in fault tests.
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    self.wfile.write(response.body)
+def _to_aiohttp(response: SimResponse) -> web.Response:
+    return web.Response(status=response.status, body=response.body, headers=response.headers)
 
-            do_GET = do_POST = do_DELETE = _serve
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        return Handler
+async def _broken(http: web.Request, answer: SimResponse, mode: Mode, delay: float) -> web.StreamResponse:
+    """Send ``answer``'s head with its full length, then break the body as ``mode`` says."""
+    stream = web.StreamResponse(status=answer.status, headers=answer.headers)
+    stream.content_length = len(answer.body)
+    await stream.prepare(http)
+    if mode == "trickle":
+        for index in range(len(answer.body)):
+            await stream.write(answer.body[index : index + 1])
+            await asyncio.sleep(delay)
+        await stream.write_eof()
+        return stream
+    await stream.write(answer.body[: len(answer.body) // 2])
+    if mode == "stall":
+        await asyncio.sleep(STALL_SECONDS)
+        return stream
+    transport = http.transport
+    if transport is not None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # linger 0: close with a TCP reset, not an orderly end
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+    return stream

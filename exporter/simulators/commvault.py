@@ -29,22 +29,50 @@ class SimJob:
     visible: bool = True
 
     def summary(self) -> dict[str, Any]:
+        """A ``jobSummary`` with the fields real responses carry, not only those our source reads."""
+        running = not self.ended
+        end = int(self.ended)
+        start = int(self.ended or time.time()) - 600
+        status = "Running" if running else self.status
         return {
             "jobId": self.job_id,
-            "status": self.status if self.ended else "Running",
+            "status": status,
+            "localizedStatus": status,
             "jobType": "Backup",
+            "localizedOperationName": "Backup",
             "appTypeName": self.app_type,
             "backupLevelName": "Incremental",
+            "backupSetName": "defaultBackupSet",
             "subclientName": self.subclient,
             "destClientName": self.client,
-            "subclient": {"clientName": self.client, "subclientName": self.subclient, "clientId": 2},
-            "jobStartTime": int(self.ended or time.time()) - 600,
-            "jobEndTime": int(self.ended),
+            "subclient": {
+                "clientName": self.client,
+                "clientId": 2,
+                "appName": self.app_type,
+                "instanceName": "DefaultInstanceName",
+                "backupsetName": "defaultBackupSet",
+                "subclientName": self.subclient,
+                "subclientId": 7,
+                "backupsetId": 3,
+                "instanceId": 1,
+                "applicationId": 33,
+            },
+            "jobStartTime": start,
+            "jobEndTime": end,
             "lastUpdateTime": int(self.ended or time.time()),
+            "jobElapsedTime": (end - start) if end else 0,
+            "percentComplete": 40 if running else 100,
+            "totalNumOfFiles": 120 + len(self.items),
             "totalFailedFiles": len(self.items),
             "totalFailedFolders": 0,
+            "sizeOfApplication": 266793,
+            "sizeOfMediaOnDisk": 0,
+            "percentSavings": 100.0,
             "isVisible": self.visible,
             "isAged": False,
+            "jobSubmitErrorCode": 0,
+            "currentPhaseName": "Backup" if running else "",
+            "pendingReason": "",
         }
 
     def failed_items(self) -> dict[str, Any]:

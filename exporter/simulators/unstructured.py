@@ -20,7 +20,7 @@ def iso(ts: float) -> str:
 class SimJob:
     job_id: str
     workflow_id: str
-    status: str  # as the API spells it; the docs and the schema disagree on case
+    status: str  # JobStatus is upper case in the published schema; some docs show lower case
     created: float
     failed: list[tuple[str, str]] = field(default_factory=list)  # (document, error)
     processed: int = 10
@@ -76,7 +76,9 @@ class UnstructuredSimulator(Simulator):
         self.workflows: dict[str, tuple[str, list[str]]] = {}  # id -> (name, source ids)
         self.connectors: dict[str, str] = {}  # source id -> type
         self.jobs: dict[str, SimJob] = {}
+        self.created = time.time() - 30 * 86400  # when the workflows and connectors were made
         self.route("GET", "/api/v1/jobs/", self._list_jobs)
+        self.route("GET", r"/api/v1/jobs/(?P<id>[^/]+)", self._one_job)
         self.route("GET", r"/api/v1/jobs/(?P<id>[^/]+)/details", self._details)
         self.route("GET", r"/api/v1/jobs/(?P<id>[^/]+)/failed-files", self._failed_files)
         self.route("GET", r"/api/v1/workflows/(?P<id>[^/]+)", self._workflow)
@@ -132,6 +134,14 @@ class UnstructuredSimulator(Simulator):
             job = self.jobs.get(request.match["id"])
         return job if job is not None else json_response(404, {"detail": "Job not found"})
 
+    def _one_job(self, request: SimRequest) -> SimResponse:
+        job = self._job(request)
+        if isinstance(job, SimResponse):
+            return job
+        with self.lock:
+            name = self.workflows.get(job.workflow_id, ("?", []))[0]
+        return json_response(200, job.info(name))
+
     def _details(self, request: SimRequest) -> SimResponse:
         job = self._job(request)
         return job if isinstance(job, SimResponse) else json_response(200, job.details())
@@ -157,8 +167,16 @@ class UnstructuredSimulator(Simulator):
                 "name": name,
                 "sources": sources,
                 "destinations": [],
-                "status": "active",
                 "workflow_type": "basic",
+                "workflow_nodes": [
+                    {"name": "Partitioner", "type": "partition", "subtype": "vlm"},
+                    {"name": "Embedder", "type": "embed", "subtype": "openai"},
+                ],
+                "schedule": None,
+                "status": "active",
+                "created_at": iso(self.created),
+                "updated_at": None,
+                "reprocess_all": False,
             },
         )
 
@@ -176,6 +194,8 @@ class UnstructuredSimulator(Simulator):
                 "name": f"{kind} source",
                 "type": kind,
                 "config": {"client_secret": "never-exported"},
+                "created_at": iso(self.created),
+                "updated_at": None,
             },
         )
 
@@ -191,7 +211,7 @@ class UnstructuredSimulator(Simulator):
                 job = SimJob(
                     str(uuid.uuid4()),
                     workflow_id,
-                    rng.choice(["COMPLETED", "completed", "FAILED"]),
+                    rng.choice(["COMPLETED", "COMPLETED", "FAILED"]),
                     time.time(),
                     failed,
                 )
@@ -219,7 +239,7 @@ def seed_demo(simulator: UnstructuredSimulator, rng: random.Random) -> None:
     for name, connector in [("sharepoint-kb", "sharepoint"), ("s3-archive", "s3"), ("adhoc", None)]:
         workflow_id = simulator.add_workflow(name, connector)
         failed = [random_failure(rng) for _ in range(rng.randrange(2, 6))]
-        for age, status in [(18 * 3600, "COMPLETED"), (6 * 3600, "FAILED"), (1800, "completed")]:
+        for age, status in [(18 * 3600, "COMPLETED"), (6 * 3600, "FAILED"), (1800, "COMPLETED")]:
             kept = [f for f in failed if rng.random() > 0.2]
             simulator.add_job(SimJob(str(uuid.uuid4()), workflow_id, status, now - age, kept))
         simulator.add_job(SimJob(str(uuid.uuid4()), workflow_id, "IN_PROGRESS", now - 60, []))
