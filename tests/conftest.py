@@ -81,16 +81,16 @@ class Azurite:
         )
 
 
-@pytest.fixture(scope="session")
-def azurite() -> Iterator[Azurite]:
-    """The real Azure Table emulator. Missing is a failure, never a skip."""
+def start_azurite(port: int, *options: str) -> subprocess.Popen[bytes]:
+    """Azurite's table service on ``port`` (in memory unless ``options`` give a ``--location``),
+    once it listens. Missing is a failure, never a skip."""
     if not AZURITE_BIN.exists():
         pytest.fail(f"Azurite is not installed at {AZURITE_BIN}: run `make test`, which installs it")
-    port = free_port()
+    storage = list(options) if "--location" in options else ["--inMemoryPersistence", *options]
     process = subprocess.Popen(
         [
             str(AZURITE_BIN),
-            "--inMemoryPersistence",
+            *storage,
             "--silent",
             "--skipApiVersionCheck",
             "--loose",
@@ -102,6 +102,19 @@ def azurite() -> Iterator[Azurite]:
     )
     try:
         wait_for_port(port, process=process)
+    except BaseException:
+        process.kill()
+        process.wait(timeout=10)
+        raise
+    return process
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    """The real Azure Table emulator, shared by the session."""
+    port = free_port()
+    process = start_azurite(port)
+    try:
         yield Azurite(port)
     finally:
         process.terminate()

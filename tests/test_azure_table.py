@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,8 +13,22 @@ from azure.data.tables import TableClient
 
 from exporter.config import build_settings
 from exporter.records import Reason
+from exporter.runtime import Exporter
+from exporter.simulators.rezolve import RezolveSimulator
 from exporter.simulators.table import failure_entity, fresh_table
-from tests.conftest import Azurite, failure_series, parse_exposition, run_polls, series
+from tests.conftest import (
+    TENANT_A,
+    Azurite,
+    failure_series,
+    free_port,
+    parse_exposition,
+    rezolve_file,
+    run_polls,
+    series,
+    start_azurite,
+)
+
+ONE_TENANT = {"tenant_id": TENANT_A, "rezolve_domain": "acme.rezolve.ai", "platforms": ["sharepoint"]}
 
 pytestmark = pytest.mark.azurite
 
@@ -193,8 +209,6 @@ def test_a_wrong_account_key_is_auth(azurite: Azurite, table: TableClient) -> No
 
 
 def test_an_unreachable_service_is_connection(table: TableClient, azurite: Azurite) -> None:
-    from tests.conftest import free_port
-
     elsewhere = azurite.connection_string.replace(str(azurite.port), str(free_port()))
     state = run_polls({"sources": [source(azurite, table, connection_string=elsewhere)]}).states["table"]
     assert state.up is False and state.errors[Reason.CONNECTION] == 1
@@ -208,3 +222,94 @@ def test_a_malformed_connection_string_is_a_config_error() -> None:
             {"sources": [{"name": "t", "kind": "azure_table", "connection_string": "garbage"}]}, {}
         )
     assert caught.value.problems == ["sources[0]: connection_string: not a valid storage connection string"]
+
+
+def test_azurite_stopped_in_the_middle_of_a_read_then_restarted(tmp_path: Path) -> None:
+    """The emulator goes away while a poll is paging through the table, then comes back. The poll
+    fails as ``connection`` once, the last values stay, a bystander source is untouched, and the
+    poll after the restart counts exactly what changed meanwhile. (Azurite in memory forgets its
+    tables when it stops, and on disk it does not save the latest writes on SIGTERM: the table is
+    written again after the restart, as it stands then.)"""
+    port, debug = free_port(), tmp_path / "debug.log"
+    emulator = start_azurite(port, "--debug", str(debug))
+    rezolve = RezolveSimulator(token="t").start()
+    try:
+        azurite = Azurite(port)
+        table = fresh_table(azurite.connection_string, "Restarted")
+        entities = [
+            failure_entity(
+                "acme",
+                f"file-{i:05d}",
+                error_type="PARSE_ERROR",
+                error_message="",
+                failed_at=time.time(),
+                retry_count=1,
+                platform_type="sharepoint",
+            )
+            for i in range(2000)
+        ]
+
+        def write(rows: list[dict[str, Any]]) -> None:
+            fresh_table(azurite.connection_string, "Restarted")
+            for start in range(0, len(rows), 100):
+                table.submit_transaction([("upsert", e) for e in rows[start : start + 100]])
+
+        write(entities)
+        rezolve.add_tenant(TENANT_A, "acme.rezolve.ai")
+        rezolve.put(TENANT_A, "sharepoint", rezolve_file("r1", "PARSE_ERROR", "", time.time(), 0))
+        document = {
+            "sources": [
+                # Small pages make the read long enough to stop the emulator in its middle.
+                {**source(azurite, table, page_size=10), "timeout": "2s"},
+                rezolve.source_config("bystander", tenants=[ONE_TENANT]),
+            ]
+        }
+        exporter = Exporter(build_settings(document, {}))
+
+        def queries() -> int:
+            return debug.read_text().count("Operation=Table_QueryEntities") if debug.exists() else 0
+
+        async def story() -> None:
+            nonlocal emulator
+            try:
+                assert await exporter.poll_all()
+                read = queries()
+                polling = asyncio.create_task(exporter.poll_all())
+                while queries() < read + 3:  # the read is under way: three pages served
+                    await asyncio.sleep(0.005)
+                emulator.terminate()
+                await asyncio.to_thread(emulator.wait, 10)
+                await polling
+                stopped = exporter.states["table"]
+                assert (stopped.up, {r: n for r, n in stopped.errors.items() if n}) == (
+                    False,
+                    {Reason.CONNECTION: 1},
+                )
+                assert sum(failure_series(exporter).values()) == 2000 + 1  # kept, and the bystander's
+                assert exporter.states["bystander"].up is True
+
+                emulator = start_azurite(port, "--debug", str(debug))
+                await asyncio.to_thread(write, [*entities[1:], {**entities[1], "RowKey": "file-99999"}])
+                assert await exporter.poll_all()
+            finally:
+                await exporter.aclose()
+
+        asyncio.run(story())
+        samples = parse_exposition(exporter.snapshot.text.decode())
+        counted = {
+            name: sum(v for k, v in series(samples, name).items() if ("source", "table") in k)
+            for name in (
+                "ingestion_failed_files",
+                "ingestion_failed_files_discovered_total",
+                "ingestion_failed_files_resolved_total",
+            )
+        }
+        assert counted == {
+            "ingestion_failed_files": 2000,
+            "ingestion_failed_files_discovered_total": 1,
+            "ingestion_failed_files_resolved_total": 1,
+        }
+    finally:
+        rezolve.stop()
+        emulator.terminate()
+        emulator.wait(timeout=10)
