@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 
 REDACTED = "<redacted>"
+# Tokens that the platforms hand out while running (a login's token, an OAuth access token): the
+# latest ones. Older ones have been replaced, so have expired or will soon, and keeping every one
+# of a year's logins would make each scrub slower.
+ISSUED_KEPT = 64
+ISSUED_MIN_CHARS = 8
 
 
 class Redactor:
@@ -12,6 +18,7 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str]) -> None:
         self._secrets: list[str] = []
+        self._issued: deque[str] = deque(maxlen=ISSUED_KEPT)
         self.add(secrets)
 
     def add(self, secrets: Iterable[str]) -> None:
@@ -20,7 +27,14 @@ class Redactor:
         # Longest first, so that a secret containing another is replaced whole.
         self._secrets = sorted(known, key=len, reverse=True)
 
+    def add_issued(self, secret: str) -> None:
+        """A secret a platform issued at run time (thread-safe: sources call it from polls)."""
+        # A very short value would redact ordinary words; no platform issues tokens that short.
+        if len(secret) >= ISSUED_MIN_CHARS and secret not in self._issued:
+            self._issued.append(secret)
+
     def scrub(self, text: str) -> str:
-        for secret in self._secrets:
+        issued = sorted(self._issued, key=len, reverse=True)
+        for secret in (*self._secrets, *issued):
             text = text.replace(secret, REDACTED)
         return text

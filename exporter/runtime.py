@@ -74,9 +74,11 @@ class Exporter:
         self.snapshot = self._current_snapshot()
 
     def _build_lane(self, wanted: LaneSettings) -> Lane:
+        source = self._source_factory(wanted.source)
+        source.secret_issued = self.redactor.add_issued
         return Lane(
             wanted,
-            self._source_factory(wanted.source),
+            source,
             classifier=self._classifier,
             owns_tenant=tenant_owner(wanted.name, wanted.shard_index, wanted.shard_total),
             publish=self._publish,

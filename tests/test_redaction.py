@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
+from exporter.redact import ISSUED_KEPT, REDACTED, Redactor
+from exporter.simulators.aep import AepSimulator, SimBatch, validation_file
 from exporter.simulators.base import SimRequest, SimResponse, Simulator, json_response
 from exporter.simulators.commvault import CommvaultSimulator
+from exporter.simulators.commvault import SimJob as CommvaultJob
 from exporter.simulators.rezolve import RezolveSimulator
 from tests.conftest import Served, eventually, rezolve_source, run_cli
 
@@ -106,7 +110,15 @@ def test_once_logs_what_the_servers_said_without_the_secrets_they_echoed(
     hostile_config: dict[str, Any], rezolve: RezolveSimulator, tmp_path: Path
 ) -> None:
     for log_format in ("text", "json"):
-        result = run_cli("--once", "--log-format", log_format, config=hostile_config, tmp_path=tmp_path)
+        result = run_cli(
+            "--once",
+            "--log-level",
+            "debug",
+            "--log-format",
+            log_format,
+            config=hostile_config,
+            tmp_path=tmp_path,
+        )
         assert result.code == 1
         assert_no_secret(result.stderr + result.stdout, secrets_of(rezolve))
         # What was said is kept, with only the secret cut out of it.
@@ -118,7 +130,7 @@ def test_once_logs_what_the_servers_said_without_the_secrets_they_echoed(
 def test_sources_report_what_the_servers_said_without_the_secrets_they_echoed(
     serve: Any, hostile_config: dict[str, Any], rezolve: RezolveSimulator
 ) -> None:
-    served: Served = serve(hostile_config)
+    served: Served = serve(hostile_config, "--log-level", "debug")
     eventually(lambda: httpx.get(f"{served.url}/readyz").status_code == 200)
     report = httpx.get(f"{served.url}/sources").json()
     errors = {name: entry["last_error"] for name, entry in report.items()}
@@ -138,6 +150,44 @@ def test_sources_report_what_the_servers_said_without_the_secrets_they_echoed(
     everything = json.dumps(report) + metrics + served.stderr()
     assert_no_secret(everything, secrets_of(rezolve))
     assert served.stderr().count("<redacted>") >= 3
+
+
+def test_tokens_the_platforms_issue_are_redacted_like_configured_secrets(serve: Any) -> None:
+    """A Commvault login token and an IMS access token exist only at run time; when a server
+    quotes them in an error, logs (at debug level), /sources and /metrics still never show them."""
+    commvault, aep = CommvaultSimulator().start(), AepSimulator().start()
+    try:
+        now = time.time()
+        commvault.add_job(
+            CommvaultJob(1, "Windows File System", "fs01", "default", now - 60, [("C:\\a", "denied")])
+        )
+        aep.add_batch(SimBatch("B1", int((now - 60) * 1000), "failed", [], {"p.json": validation_file("x")}))
+        config = {
+            "poll_interval": "1s",
+            "sources": [commvault.source_config("cv", timeout="2s"), aep.source_config("aep", timeout="2s")],
+        }
+        served: Served = serve(config, "--log-level", "debug")
+        eventually(lambda: httpx.get(f"{served.url}/readyz").status_code == 200)
+        [login_token] = commvault.tokens
+        [access_token] = aep.tokens
+        commvault.inject("/FailedItems", status=500, body=f"session {login_token} is not valid on this node")
+        aep.inject("/failed$", status=500, body=json.dumps({"message": f"token {access_token} was rejected"}))
+
+        def failed_with_redaction() -> dict[str, Any] | None:
+            report = httpx.get(f"{served.url}/sources").json()
+            messages = [(report[n]["last_error"] or {}).get("message", "") for n in ("cv", "aep")]
+            return report if all("<redacted>" in m for m in messages) else None
+
+        report = eventually(failed_with_redaction)
+        assert "session <redacted> is not valid" in report["cv"]["last_error"]["message"]
+        assert "token <redacted> was rejected" in report["aep"]["last_error"]["message"]
+        metrics = httpx.get(f"{served.url}/metrics").text
+        bare = login_token.partition(" ")[2]
+        assert_no_secret(json.dumps(report) + metrics + served.stderr(), [login_token, bare, access_token])
+        assert "session <redacted> is not valid" in served.stderr()
+    finally:
+        commvault.stop()
+        aep.stop()
 
 
 def test_check_never_prints_a_secret(tmp_path: Path) -> None:
@@ -167,3 +217,14 @@ def test_check_never_prints_a_secret(tmp_path: Path) -> None:
         "sources[2].token: Input should be a valid string",
         "sources[2].tenants: Tuple should have at least 1 item after validation, not 0",
     ]
+
+
+def test_issued_tokens_kept_are_the_latest_and_never_too_short_to_be_a_token() -> None:
+    redactor = Redactor(["a-configured-secret"])
+    for i in range(ISSUED_KEPT + 10):
+        redactor.add_issued(f"issued-token-{i:04d}")
+    assert redactor.scrub(f"issued-token-{ISSUED_KEPT + 9:04d}") == REDACTED
+    assert redactor.scrub(f"issued-token-{10:04d}") == REDACTED
+    assert redactor.scrub("issued-token-0009") == "issued-token-0009"  # replaced long ago
+    redactor.add_issued("QSDK")
+    assert redactor.scrub("QSDK a-configured-secret") == f"QSDK {REDACTED}"

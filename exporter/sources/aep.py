@@ -282,6 +282,7 @@ class AepSource(SingleTenantSource[AepConfig]):
         if not isinstance(token, str) or not token:
             raise PollError(Reason.AUTH, "the token service answered without an access_token")
         seconds = float(lifetime) if isinstance(lifetime, int | float) else 3600.0
+        self.secret_issued(token)
         self._token = token
         self._token_expires = time.time() + seconds - min(seconds / 10, 300.0)
 

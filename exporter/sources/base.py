@@ -37,12 +37,19 @@ class Source(abc.ABC, Generic[ConfigT]):
 
     def __init__(self, config: ConfigT) -> None:
         self.config = config
+        # Told of every secret the platform issues while running (a login's token), so that it is
+        # redacted like a configured one; the exporter connects it to its redactor.
+        self.secret_issued: Callable[[str], None] = _ignore
 
     @abc.abstractmethod
     async def poll(self, out: RecordSink) -> None: ...
 
     async def aclose(self) -> None:
         """Release connections; called once when the exporter stops."""
+
+
+def _ignore(secret: str) -> None:
+    pass
 
 
 async def gather_parts(out: RecordSink, parts: Iterable[tuple[str, Awaitable[T]]]) -> list[tuple[str, T]]:

@@ -229,6 +229,8 @@ class CommvaultSource(SingleTenantSource[CommvaultConfig]):
             errors = body.get("errList") if isinstance(body, dict) else None
             first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
             raise PollError(Reason.AUTH, f"login refused: {first.get('errLogMessage') or 'no token'}")
+        self.secret_issued(token)
+        self.secret_issued(token.partition(" ")[2])  # the bare token, as an error may quote it
         return token
 
 
