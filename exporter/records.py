@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 
 class Reason(StrEnum):
@@ -16,6 +17,17 @@ class Reason(StrEnum):
     RATE_LIMITED = "rate_limited"
     INVALID_RESPONSE = "invalid_response"
     INTERNAL = "internal"
+
+
+def as_count(value: Any) -> int:
+    """A retry count as a platform gives it: a non-negative int, a string of digits, else 0."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return max(value, 0)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return 0
 
 
 def excerpt(text: str, limit: int = 200) -> str:

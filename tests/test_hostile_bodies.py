@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 from exporter.records import Reason
 from exporter.simulators.aep import AepSimulator, SimBatch, validation_file
 from exporter.simulators.commvault import CommvaultSimulator, SimJob
+from exporter.simulators.rezolve import RezolveSimulator
 from exporter.simulators.unstructured import SimJob as UnstructuredJob
 from exporter.simulators.unstructured import UnstructuredSimulator
-from tests.conftest import run_polls
+from tests.conftest import TENANT_A, rezolve_file, run_polls
 
 NOW = time.time()
 WRONG = ["[]", '"text"', "null", "42", '{"unexpected": true}']
@@ -36,10 +37,13 @@ def simulators() -> Iterator[dict[str, Any]]:
     un.add_job(UnstructuredJob("j1", wf, "COMPLETED", NOW - 60, [("a.pdf", "timed out")]))
     ae = AepSimulator().start()
     ae.add_batch(SimBatch("B1", int((NOW - 60) * 1000), "failed", [], {"p.json": validation_file("x")}))
+    rz = RezolveSimulator(token="hostile-token").start()
+    rz.add_tenant(TENANT_A, "acme.rezolve.ai")
+    rz.put(TENANT_A, "sharepoint", rezolve_file("f1", "PARSE_ERROR", "x", NOW - 60, 1))
     try:
-        yield {"commvault": cv, "unstructured": un, "aep": ae}
+        yield {"commvault": cv, "unstructured": un, "aep": ae, "rezolve": rz}
     finally:
-        for sim in (cv, un, ae):
+        for sim in (cv, un, ae, rz):
             sim.stop()
 
 
@@ -50,6 +54,16 @@ def sims() -> Iterator[dict[str, Any]]:
 
 
 CASES = [
+    (
+        "rezolve",
+        "/failed-files$",
+        [
+            *WRONG,
+            '{"success": true, "data": null}',
+            '{"success": true, "data": {"failed_files": {"file_id": "a"}}}',
+            '{"success": true, "data": {"failed_files": [{"file_id": null}]}}',
+        ],
+    ),
     (
         "commvault",
         "^/Job$",
@@ -100,7 +114,10 @@ CASES = [
 
 
 def config(name: str, sim: Any) -> dict[str, Any]:
-    return {"sources": [sim.source_config(name, timeout="2s")]}
+    source = sim.source_config(name, timeout="2s")
+    if name == "rezolve":
+        source["tenants"] = [{**source["tenants"][0], "platforms": ["sharepoint"]}]
+    return {"sources": [source]}
 
 
 @pytest.mark.parametrize(("kind", "path", "body"), [(k, p, b) for k, p, bodies in CASES for b in bodies])
@@ -151,6 +168,13 @@ KEYS = [
     "code",
     "description",
     "message",
+    "success",
+    "file_id",
+    "file_name",
+    "error_type",
+    "error_message",
+    "failed_at",
+    "retry_count",
 ]
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),

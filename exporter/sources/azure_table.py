@@ -28,7 +28,7 @@ from azure.data.tables import TableClient
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from exporter.configtypes import Frozen, SecretFile, SourceConfig, check_http_url
-from exporter.records import FailureRecord, PollError, Reason, excerpt
+from exporter.records import FailureRecord, PollError, Reason, as_count, excerpt
 from exporter.sources.base import RecordSink, Source, parse_timestamp
 from exporter.sources.rezolve import PLATFORMS
 
@@ -213,16 +213,6 @@ class AzureTableSource(Source[AzureTableConfig]):
 def plain(value: Any) -> Any:
     """An entity property's value, unwrapped from EntityProperty for 64-bit and typed values."""
     return getattr(value, "value", value)
-
-
-def as_count(value: Any) -> int:
-    if isinstance(value, bool):
-        return 0
-    if isinstance(value, int):
-        return max(value, 0)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return 0
 
 
 def table_error(exc: AzureError, table: str) -> PollError:

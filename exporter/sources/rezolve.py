@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr
 
 from exporter.configtypes import Frozen, HttpSourceConfig, SecretFile
-from exporter.records import FailureRecord, PollError, Reason
+from exporter.records import FailureRecord, PollError, Reason, as_count
 from exporter.sources.base import RecordSink, gather_parts, parse_timestamp
 from exporter.sources.http import HttpSource
 
@@ -84,7 +84,6 @@ def failed_files(body: Any) -> list[dict[str, Any]]:
 
 
 def to_record(entry: dict[str, Any], tenant: str, platform: str, scope: str) -> FailureRecord:
-    retry = entry.get("retry_count")
     reported = entry.get("error_type")
     return FailureRecord(
         tenant=tenant,
@@ -92,7 +91,7 @@ def to_record(entry: dict[str, Any], tenant: str, platform: str, scope: str) -> 
         identity=(tenant, platform, str(entry["file_id"])),
         reported_type=reported if isinstance(reported, str) else None,
         message=str(entry.get("error_message") or ""),
-        retry_count=retry if isinstance(retry, int) and not isinstance(retry, bool) else 0,
+        retry_count=as_count(entry.get("retry_count")),
         failed_at=parse_timestamp(entry.get("failed_at")),
         scope=scope,
     )
