@@ -72,6 +72,11 @@ class Exporter:
         self._reload_success_at = clock()
         self._own_blocks: Blocks = render_exporter(True, self._reload_success_at)
         self.snapshot = self._current_snapshot()
+        self._listeners: list[Callable[[Snapshot], None]] = []
+
+    def on_publish(self, listener: Callable[[Snapshot], None]) -> None:
+        """Call ``listener`` with every new snapshot, on the event loop, as it is published."""
+        self._listeners.append(listener)
 
     def _build_lane(self, wanted: LaneSettings) -> Lane:
         source = self._source_factory(wanted.source)
@@ -91,6 +96,8 @@ class Exporter:
     def _publish(self) -> None:
         # O(lanes): the snapshot only refers to each lane's current blocks.
         self.snapshot = self._current_snapshot()
+        for listener in self._listeners:
+            listener(self.snapshot)
 
     @property
     def states(self) -> Mapping[str, SourceState]:

@@ -1163,3 +1163,13 @@ def test_a_lone_surrogate_in_a_tenant_or_identity_fails_no_poll_and_no_shard(cor
         each.source.records = [record("f\udcff", tenant="t\udcff")]
         assert each.poll() is True
     assert core.series("ingestion_failed_files") == {failed(tenant="t\ufffd"): 1}
+
+
+def test_every_published_snapshot_is_handed_to_the_listeners_as_it_is_published(core: Core) -> None:
+    published: list[Any] = []
+    core.exporter.on_publish(published.append)
+    core.poll()
+    core.source.error = PollError(Reason.TIMEOUT, "slow")
+    core.poll()
+    assert len(published) == 2 and published[-1] is core.exporter.snapshot
+    assert published[0] is not published[1]

@@ -261,3 +261,47 @@ def test_a_new_snapshots_body_is_made_once_while_scrapes_get_the_previous_one() 
         assert gzip.decompress(await bodies.get(second, True, True)) == second.openmetrics
 
     asyncio.run(scenario())
+
+
+def test_a_published_snapshots_bodies_are_made_before_the_next_scrape_asks() -> None:
+    """A scraper that comes once a minute gets the latest poll's result, not the snapshot that
+    was current at its previous scrape."""
+    from exporter.pipeline.render import Snapshot, render_exporter
+    from exporter.serving.endpoints import Bodies
+
+    first = Snapshot([render_exporter(True, 1.0)])
+    second = Snapshot([render_exporter(False, 2.0)])
+
+    async def scenario() -> None:
+        bodies = Bodies()
+        bodies.refresh(first)  # nothing asked for yet: nothing to make
+        assert await bodies.get(first, True, True) == first.openmetrics_gzip
+        bodies.refresh(second)
+        for _ in range(100):
+            if bodies.shows(second):
+                break
+            await asyncio.sleep(0.01)
+        assert bodies.shows(second)
+        assert await bodies.get(second, True, True) == second.openmetrics_gzip  # the first ask
+
+    asyncio.run(scenario())
+
+
+def test_bodies_made_out_of_order_never_replace_a_newer_one() -> None:
+    from exporter.pipeline.render import Snapshot, render_exporter
+    from exporter.serving.endpoints import Bodies
+
+    snapshots = [Snapshot([render_exporter(True, float(n))]) for n in range(30)]
+
+    async def scenario() -> None:
+        bodies = Bodies()
+        await bodies.get(snapshots[0], False, False)
+        for snapshot in snapshots[1:]:  # published faster than bodies are made
+            bodies.refresh(snapshot)
+        for _ in range(200):
+            if bodies.shows(snapshots[-1]):
+                break
+            await asyncio.sleep(0.01)
+        assert await bodies.get(snapshots[-1], False, False) == snapshots[-1].text
+
+    asyncio.run(scenario())

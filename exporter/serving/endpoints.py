@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import json
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, Protocol
@@ -44,6 +45,8 @@ class ExporterView(Protocol):
 
     @property
     def redactor(self) -> Redactor: ...
+
+    def on_publish(self, listener: Callable[[Snapshot], None]) -> None: ...
 
 
 def _weighted(header: str) -> Iterator[tuple[str, dict[str, str], float]]:
@@ -93,36 +96,53 @@ def _body(snapshot: Snapshot, openmetrics: bool, gzipped: bool) -> bytes:
 
 class Bodies:
     """Response bodies, made off the event loop once per snapshot, format and encoding: joining and
-    compressing are O(all series). While a new snapshot's body is being made, scrapes get the
-    previous one (a poll's result is at most that long late), so that no scrape waits for it;
-    only the very first body of each kind is waited for."""
+    compressing are O(all series). A published snapshot's bodies are made at once (``refresh``),
+    for every kind scrapers have asked for. While one is being made, scrapes get the previous
+    one (a poll's result is at most that long late), so that no scrape waits for it; only the
+    very first body of each kind is waited for."""
 
     def __init__(self) -> None:
         self._ready: dict[tuple[bool, bool], tuple[Snapshot, bytes]] = {}
         self._making: dict[tuple[bool, bool], tuple[Snapshot, asyncio.Future[bytes]]] = {}
+        self._order: dict[tuple[bool, bool], int] = {}  # of the ready body, by when it was asked for
+        self._asked = itertools.count()
+
+    def refresh(self, snapshot: Snapshot) -> None:
+        """A new snapshot: make the bodies scrapers will ask for, before they ask (a scraper
+        that comes once a minute must not be served what was current at its previous scrape)."""
+        for kind in list(self._ready):
+            self._making_of(kind, snapshot)
+
+    def _making_of(self, kind: tuple[bool, bool], snapshot: Snapshot) -> asyncio.Future[bytes]:
+        making = self._making.get(kind)
+        if making is None or making[0] is not snapshot:
+            made = asyncio.ensure_future(asyncio.to_thread(_body, snapshot, *kind))
+            made.add_done_callback(functools.partial(self._made, kind, snapshot, next(self._asked)))
+            making = self._making[kind] = (snapshot, made)
+        return making[1]
 
     async def get(self, snapshot: Snapshot, openmetrics: bool, gzipped: bool) -> bytes:
         kind = (openmetrics, gzipped)
         ready = self._ready.get(kind)
         if ready is not None and ready[0] is snapshot:
             return ready[1]
-        making = self._making.get(kind)
-        if making is None or making[0] is not snapshot:
-            made = asyncio.ensure_future(asyncio.to_thread(_body, snapshot, openmetrics, gzipped))
-            made.add_done_callback(functools.partial(self._made, kind, snapshot))
-            making = self._making[kind] = (snapshot, made)
+        making = self._making_of(kind, snapshot)
         if ready is not None:
             return ready[1]
         # A scrape that gives up must not cancel the work the others wait for.
-        return await asyncio.shield(making[1])
+        return await asyncio.shield(making)
 
-    def _made(self, kind: tuple[bool, bool], snapshot: Snapshot, made: asyncio.Future[bytes]) -> None:
+    def _made(
+        self, kind: tuple[bool, bool], snapshot: Snapshot, order: int, made: asyncio.Future[bytes]
+    ) -> None:
         making = self._making.get(kind)
-        if making is None or making[0] is not snapshot:
-            return  # a newer snapshot was asked for meanwhile: its body replaces this one
-        del self._making[kind]
-        if not made.cancelled() and made.exception() is None:
+        if making is not None and making[0] is snapshot:
+            del self._making[kind]
+        # Serve it even if a newer one is being made meanwhile (publishes faster than bodies are
+        # made must not starve scrapers), but never in place of a newer one made already.
+        if not made.cancelled() and made.exception() is None and order > self._order.get(kind, -1):
             self._ready[kind] = (snapshot, made.result())
+            self._order[kind] = order
 
     def shows(self, snapshot: Snapshot) -> bool:
         """Whether every body served now is this snapshot's."""
@@ -153,6 +173,7 @@ def source_report(exporter: ExporterView) -> dict[str, Any]:
 def routes(exporter: ExporterView, reload: Reload | None) -> list[web.RouteDef]:
     """The endpoints; ``POST /-/reload`` only with a reload (``--enable-lifecycle``)."""
     bodies = Bodies()
+    exporter.on_publish(bodies.refresh)
 
     async def metrics(request: web.Request) -> web.Response:
         openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
