@@ -49,10 +49,12 @@ def emulator_listening(host: str, port: int, wait_seconds: float) -> bool:
 
 
 class Demo:
-    """Starts the simulators and keeps their data moving until stopped."""
+    """Starts the simulators and keeps their data moving until stopped (or, with ``evolve``
+    false, keeps it steady: the soak benchmark's data)."""
 
-    def __init__(self, seed: int = 42) -> None:
+    def __init__(self, seed: int = 42, *, evolve: bool = True) -> None:
         self._rng = random.Random(seed)
+        self._moving = evolve
         self._stop = threading.Event()
         self.simulators: list[Simulator] = []
         self._evolving: list[Evolving] = []
@@ -85,7 +87,8 @@ class Demo:
                 log.warning("the table emulator is listening but could not be seeded: %s", exc)
         else:
             log.info("no table emulator on %s:%d: the demo runs without a table source", host, port)
-        threading.Thread(target=self._evolve, name="demo-evolve", daemon=True).start()
+        if self._moving:
+            threading.Thread(target=self._evolve, name="demo-evolve", daemon=True).start()
         return {"listen_address": DEMO_LISTEN, "poll_interval": "15s", "sources": sources}
 
     def _keep(self, simulator: Any) -> Any:
