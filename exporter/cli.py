@@ -18,6 +18,7 @@ from exporter.redact import Redactor
 from exporter.runtime import Exporter
 from exporter.scheduler import apply_changes, build_scheduler
 from exporter.serving.auth import WebConfig, load_web_config
+from exporter.serving.failures import FailureIndex, Query, as_json, search
 from exporter.serving.server import WebServer
 
 log = logging.getLogger("exporter")
@@ -43,6 +44,12 @@ def parser() -> argparse.ArgumentParser:
         "--enable-lifecycle",
         action="store_true",
         help="also accept POST /-/reload to reload the configuration",
+    )
+    p.add_argument(
+        "--failures",
+        type=Path,
+        metavar="FILE",
+        help="with --once: also write the /failures JSON document (every record) to FILE",
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p
@@ -83,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.demo == bool(args.config):
         parser().error("give --config FILE, or --demo")
+    if args.failures is not None and not args.once:
+        parser().error("--failures FILE goes with --once")
     demo = Demo() if args.demo else None
     files = ConfigFiles(args, demo)
     try:
@@ -100,14 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level, args.log_format, redactor)
     try:
         if args.once:
-            return asyncio.run(run_once(settings))
+            return asyncio.run(run_once(settings, args.failures))
         return asyncio.run(serve(files, settings, web_config, redactor, lifecycle=args.enable_lifecycle))
     finally:
         if demo:
             demo.stop()
 
 
-async def run_once(settings: Settings) -> int:
+async def run_once(settings: Settings, failures: Path | None = None) -> int:
     exporter = Exporter(settings)
     try:
         succeeded = await exporter.poll_all()
@@ -115,6 +124,13 @@ async def run_once(settings: Settings) -> int:
         await exporter.aclose()
     sys.stdout.buffer.write(exporter.snapshot.text)
     sys.stdout.flush()
+    if failures is not None:
+        everything = search(FailureIndex().refresh(exporter.states), Query(), everything=True)
+        try:
+            failures.write_bytes(as_json(everything, Query(), everything=True))
+        except OSError as exc:
+            print(f"--failures: cannot write {failures}: {exc.strerror}", file=sys.stderr)
+            return EXIT_CONFIG
     return EXIT_OK if succeeded else EXIT_FAILED
 
 

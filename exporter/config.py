@@ -28,6 +28,14 @@ class ConfigError(Exception):
         self.problems = problems
 
 
+class FailureDetails(Frozen):
+    """The drill-down of SPEC section 9: which files failed, kept per source, bounded."""
+
+    enabled: bool = True
+    max_records_per_source: int = Field(default=100_000, ge=1)
+    message_max_chars: int = Field(default=512, ge=1)
+
+
 class Shard(Frozen):
     index: int = Field(default=0, ge=0)
     total: int = Field(default=1, ge=1)
@@ -79,6 +87,7 @@ class Settings(BaseSettings):
     retry_count_cap: int = Field(default=5, ge=1, le=1000)
     max_series_per_source: int = Field(default=10000, ge=1)
     shard: Shard = Shard()
+    failure_details: FailureDetails = FailureDetails()
     classifier: Classifier = Classifier()
     sources: tuple[AnySourceConfig, ...] = ()
 

@@ -51,7 +51,8 @@ class FailureRecord:
 
     ``identity`` names the record within its source across polls (SPEC section 8);
     ``scope`` is the unit that fails together (a tenant and platform, a job, a batch) so that a
-    partial failure can keep that unit's previous records.
+    partial failure can keep that unit's previous records; ``name`` and ``location`` say which
+    file it is, for people (SPEC section 9), never for labels.
     """
 
     tenant: str
@@ -62,3 +63,5 @@ class FailureRecord:
     retry_count: int = 0
     failed_at: float | None = None
     scope: str = ""
+    name: str = ""
+    location: str = ""

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from exporter.config import Settings
+from exporter.pipeline.aggregate import DetailLimits
 from exporter.pipeline.classify import Classifier
 from exporter.pipeline.lane import Lane, LaneSettings
 from exporter.pipeline.render import Blocks, Snapshot, render_exporter
@@ -26,6 +27,10 @@ SourceFactory = Callable[[AnySourceConfig], Source[Any]]
 def lane_settings(settings: Settings) -> dict[str, LaneSettings]:
     """What each enabled source's lane is built from, in configuration order."""
     rules = tuple((r.pattern, r.error_type) for r in settings.classifier.rules)
+    wanted = settings.failure_details
+    details = (
+        DetailLimits(wanted.max_records_per_source, wanted.message_max_chars) if wanted.enabled else None
+    )
     return {
         config.name: LaneSettings(
             source=config,
@@ -37,6 +42,7 @@ def lane_settings(settings: Settings) -> dict[str, LaneSettings]:
             shard_index=settings.shard.index,
             shard_total=settings.shard.total,
             rules=rules,
+            details=details,
         )
         for config in settings.enabled_sources()
     }
@@ -62,6 +68,7 @@ class Exporter:
         redactor: Redactor | None = None,
     ) -> None:
         self.redactor = redactor or settings.redactor()
+        self.details_enabled = settings.failure_details.enabled
         self._source_factory = source_factory
         self._clock = clock
         self._rules = tuple((r.pattern, r.error_type) for r in settings.classifier.rules)
@@ -125,6 +132,7 @@ class Exporter:
         if rules != self._rules:
             self._rules, self._classifier = rules, Classifier(rules)
         self.redactor.add(settings.secret_values())
+        self.details_enabled = settings.failure_details.enabled
         lanes: dict[str, Lane] = {}
         kept: list[str] = []
         started: list[Lane] = []

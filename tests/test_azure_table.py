@@ -182,8 +182,18 @@ def test_only_the_needed_columns_are_selected(azurite: Azurite, table: TableClie
 
     config = build_settings({"sources": [source(azurite, table)]}, {}).sources[0]
     selected = AzureTableSource(config)._select  # type: ignore[arg-type]
-    assert "file_name" not in selected and "source_url" not in selected
-    assert {"PartitionKey", "RowKey", "error_type", "failed_at", "retry_count"} <= set(selected)
+    assert selected == [
+        "PartitionKey",
+        "RowKey",
+        "platform_type",
+        "content_type",
+        "error_type",
+        "error_message",
+        "failed_at",
+        "retry_count",
+        "file_name",
+        "source_url",
+    ]
 
 
 def test_a_missing_table_is_a_failed_run_polls(azurite: Azurite) -> None:

@@ -1173,3 +1173,53 @@ def test_every_published_snapshot_is_handed_to_the_listeners_as_it_is_published(
     core.poll()
     assert len(published) == 2 and published[-1] is core.exporter.snapshot
     assert published[0] is not published[1]
+
+
+def details(core: Core) -> dict[str, tuple[Any, ...]]:
+    """Each record's drill-down detail, by id: what /failures serves."""
+    from exporter.serving.failures import FailureIndex, Query, search
+
+    page = search(FailureIndex().refresh(core.exporter.states), Query(), everything=True)
+    return {row.detail[0]: row.detail for row in page.rows}
+
+
+def test_details_keep_when_each_record_was_first_seen_through_failed_parts(core: Core) -> None:
+    core.source.records = [record("a"), record("b", platform=SN)]
+    core.poll()  # the baseline: its start
+    baseline = START + 60
+    assert {i: d[5] for i, d in details(core).items()} == {f"t1/{SP}/a": baseline, f"t1/{SN}/b": baseline}
+    core.source.records = [record("a"), record("c")]
+    core.source.failed_parts = {f"t1/{SN}": PollError(Reason.TIMEOUT, "slow")}
+    core.poll()
+    assert {i: d[5] for i, d in details(core).items()} == {
+        f"t1/{SP}/a": baseline,
+        f"t1/{SP}/c": baseline + 60,  # new in this poll
+        f"t1/{SN}/b": baseline,  # its part failed: carried over with the counts
+    }
+    core.source.failed_parts = {}
+    core.source.records = [record("c")]
+    core.poll()
+    assert set(details(core)) == {f"t1/{SP}/c"}  # a and b resolved, with their counts
+
+
+def test_details_of_a_stale_source_are_not_served_like_its_gauges(core: Core) -> None:
+    core.source.records = [record("a")]
+    core.poll()
+    core.source.error = PollError(Reason.TIMEOUT, "slow")
+    core.poll(after=core.exporter.lanes["s"].settings.stale_after + 1)
+    assert core.series("ingestion_failed_files") == {} and details(core) == {}
+
+
+def test_details_are_kept_only_for_counted_records() -> None:
+    core = Core(max_series_per_source=1)
+    core.source.records = [record("a"), record("b", error_type="TIMEOUT")]
+    core.poll()
+    assert set(details(core)) == {f"t1/{SP}/a"}  # b's label set is beyond the series cap
+
+
+def test_no_details_are_kept_when_the_drill_down_is_off() -> None:
+    core = Core(failure_details={"enabled": False})
+    core.source.records = [record("a")]
+    core.poll()
+    assert core.exporter.states["s"].result.details == {}  # type: ignore[union-attr]
+    assert core.exporter.details_enabled is False

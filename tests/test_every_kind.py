@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -104,7 +105,8 @@ def test_once_with_every_kind_prints_exactly_the_spec_series(
             ae.source_config("aep"),
         ]
     }
-    result = run_cli("--once", config=config, tmp_path=tmp_path)
+    failures_file = tmp_path / "failures.json"
+    result = run_cli("--once", "--failures", str(failures_file), config=config, tmp_path=tmp_path)
     assert result.code == 0, result.stderr
     samples = parse_exposition(result.stdout)
 
@@ -130,6 +132,41 @@ def test_once_with_every_kind_prints_exactly_the_spec_series(
     )
     assert newest[series_key(source="aep", tenant="prod", platform="aep")] == pytest.approx(NOW - 600, abs=1)
     assert set(series(samples, "ingestion_failed_files_discovered_total").values()) == {0}
+
+    # The drill-down holds exactly the records the gauges count, each named as SPEC section 9 says.
+    document = json.loads(failures_file.read_text())
+    assert document["total"] == len(document["items"]) == 5 and document["truncated_sources"] == []
+    counted: dict[Any, int] = {}
+    for item in document["items"]:
+        labels = {k: item[k] for k in ("source", "tenant", "platform", "error_type")}
+        key = series_key(**labels, retry_count=item["retry_label"])
+        counted[key] = counted.get(key, 0) + 1
+    assert counted == series(samples, "ingestion_failed_files")
+    described = {item["source"]: (item["id"], item["name"], item["location"]) for item in document["items"]}
+    assert described == {
+        "rezolve": (f"{TENANT_A}/sharepoint/f1", "f1.pdf", "https://contoso.sharepoint.example/f1.pdf"),
+        "table": ("acme/r1", "r1.pdf", "https://files.example/r1"),
+        "commvault": (
+            "commvault/windows_file_system/fs01/default/C:\\a",
+            "a",
+            "fs01/default:C:\\a",
+        ),
+        "unstructured": (f"unstructured/{wf}/a.pdf", "a.pdf", wf),
+        "aep": ("B1/p.json", "p.json", "B1"),
+    }
+    by_source = {item["source"]: item for item in document["items"]}
+    assert by_source["rezolve"]["retry_count"] == 6 and by_source["rezolve"]["retry_label"] == "5+"
+    assert by_source["commvault"]["message"] == "Access is denied."
+    assert by_source["aep"]["message"] == "is not a valid date-time"
+    # Newest failed_at first (the table's now, Rezolve's a minute ago, Commvault's an hour ago);
+    # AEP and Unstructured failed at the same time, so by source.
+    assert [item["source"] for item in document["items"]] == [
+        "table",
+        "rezolve",
+        "aep",
+        "unstructured",
+        "commvault",
+    ]
 
 
 def test_demo_serves_failure_series_for_the_four_http_platforms() -> None:

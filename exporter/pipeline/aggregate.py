@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from exporter.pipeline.classify import Classifier
 from exporter.records import FailureRecord, PollError
@@ -15,6 +15,17 @@ LabelKey = tuple[str, str, str, str]
 # not kept, so memory grows with label sets, plus one small digest per identity (needed to
 # tell discovered and resolved records apart between polls).
 Entry = tuple[LabelKey, float | None, str]
+# What a person reads of a record (SPEC section 9), kept apart from what is counted and only when
+# the drill-down is on: id, name, location, message (cut), retry_count (uncapped), first_seen.
+Detail = tuple[str, str, str, str, int, float]
+
+
+@dataclass(frozen=True, slots=True)
+class DetailLimits:
+    """``failure_details``: how many records a source keeps details of, and of each message."""
+
+    max_records: int
+    message_max_chars: int
 
 
 # Longer label values are cut: a hostile or broken platform must not bloat every scrape.
@@ -48,6 +59,8 @@ class PollResult:
     newest: Mapping[tuple[str, str], float]
     scanned: int
     dropped: int
+    details: Mapping[bytes, Detail] = field(default_factory=dict)
+    details_truncated: bool = False
 
 
 class PollAggregator:
@@ -63,7 +76,12 @@ class PollAggregator:
         deadline: float,
         tenant: str | None = None,
         platform: str | None = None,
+        details: DetailLimits | None = None,
+        earlier: Mapping[bytes, Detail] | None = None,
+        seen_at: float = 0.0,
     ) -> None:
+        """``details`` keeps what section 9 serves; ``earlier`` (the previous result's details)
+        and ``seen_at`` (this poll's start) give each record its ``first_seen``."""
         self.deadline = deadline
         self._classifier = classifier
         self._cap = retry_count_cap
@@ -79,6 +97,12 @@ class PollAggregator:
         self._dropped: set[LabelKey] = set()
         self._scanned = 0
         self.failures: dict[str, PollError] = {}
+        self._limits = details
+        self._earlier: Mapping[bytes, Detail] = earlier or {}
+        self._seen_at = seen_at
+        self._details: dict[bytes, Detail] = {}
+        self._messages: dict[str, str] = {}  # one copy of each message: they repeat heavily
+        self._details_truncated = False
 
     def wants(self, tenant: str) -> bool:
         """Whether records of this tenant belong to this exporter's shard (sources may skip work)."""
@@ -95,18 +119,31 @@ class PollAggregator:
         error_type = self._classifier.resolve(record.reported_type, record.message)
         platform = self._platform or safe_label(record.platform)
         labels = (tenant, platform, error_type, retry_label(record.retry_count, self._cap))
-        self._place(key, labels, record.failed_at, record.scope)
+        if self._place(key, labels, record.failed_at, record.scope) and self._limits is not None:
+            self._keep_detail(key, record, self._limits)
+
+    def _keep_detail(self, key: bytes, record: FailureRecord, limits: DetailLimits) -> None:
+        if len(self._details) >= limits.max_records:
+            self._details_truncated = True
+            return
+        message = record.message[: limits.message_max_chars]
+        message = self._messages.setdefault(message, message)
+        earlier = self._earlier.get(key)
+        first_seen = earlier[5] if earlier is not None else self._seen_at
+        identity = "/".join(record.identity)
+        self._details[key] = (identity, record.name, record.location, message, record.retry_count, first_seen)
 
     def fail(self, scope: str, error: PollError) -> None:
         """One part of the poll failed; its previous records are kept (SPEC section 4)."""
         self.failures.setdefault(scope, error)
 
-    def _place(self, key: bytes, labels: LabelKey, failed_at: float | None, scope: str) -> None:
+    def _place(self, key: bytes, labels: LabelKey, failed_at: float | None, scope: str) -> bool:
+        """Count a record; False if its label set is beyond the series cap (so not counted)."""
         labels = self._interned.setdefault(labels, labels)
         count = self._counts.get(labels)
         if count is None and len(self._counts) >= self._max_series:
             self._dropped.add(labels)
-            return
+            return False
         self._counts[labels] = (count or 0) + 1
         self._entries[key] = (labels, failed_at, scope)
         if failed_at is not None:
@@ -115,13 +152,20 @@ class PollAggregator:
                 self._oldest[pair] = failed_at
             if failed_at > self._newest.get(pair, float("-inf")):
                 self._newest[pair] = failed_at
+        return True
 
     def finish(self, previous: PollResult | None) -> PollResult:
         """The poll's result, with the previous records of every failed scope carried over."""
         if previous is not None and self.failures:
             for key, (labels, failed_at, scope) in previous.entries.items():
                 if scope in self.failures and key not in self._entries:
-                    self._place(key, labels, failed_at, scope)
+                    placed = self._place(key, labels, failed_at, scope)
+                    detail = previous.details.get(key)
+                    if placed and detail is not None and self._limits is not None:
+                        if len(self._details) < self._limits.max_records:
+                            self._details[key] = detail
+                        else:
+                            self._details_truncated = True
         return PollResult(
             entries=self._entries,
             counts=self._counts,
@@ -129,4 +173,6 @@ class PollAggregator:
             newest=self._newest,
             scanned=self._scanned,
             dropped=len(self._dropped),
+            details=self._details,
+            details_truncated=self._details_truncated,
         )

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.pipeline.aggregate import PollAggregator
+from exporter.pipeline.aggregate import DetailLimits, PollAggregator
 from exporter.pipeline.classify import Classifier
 from exporter.pipeline.render import Blocks, render_lane
 from exporter.pipeline.state import SourceState
@@ -39,6 +39,7 @@ class LaneSettings:
     shard_index: int
     shard_total: int
     rules: tuple[tuple[str, str], ...]
+    details: DetailLimits | None = None  # None: the drill-down is off
 
     @property
     def name(self) -> str:
@@ -109,6 +110,8 @@ class Lane:
     async def _poll(self) -> bool:
         name, timeout = self.name, self.settings.poll_timeout
         config = self.settings.source
+        started = self._clock()
+        previous = self.state.result
         aggregator = PollAggregator(
             classifier=self._classifier,
             retry_count_cap=self.settings.retry_count_cap,
@@ -117,8 +120,10 @@ class Lane:
             deadline=asyncio.get_running_loop().time() + timeout,
             tenant=config.tenant,
             platform=config.platform,
+            details=self.settings.details,
+            earlier=previous.details if previous is not None else None,
+            seen_at=started,
         )
-        started = self._clock()
         error: PollError | None = None
         try:
             async with asyncio.timeout(timeout):

@@ -15,6 +15,7 @@ from exporter import __version__
 from exporter.pipeline.render import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Snapshot
 from exporter.pipeline.state import SourceState
 from exporter.redact import Redactor
+from exporter.serving.failures import BadQuery, FailureIndex, as_csv, as_html, as_json, parse_query, search
 
 INDEX = """<!doctype html>
 <html><head><title>ingestion-failure-exporter</title></head>
@@ -24,6 +25,7 @@ INDEX = """<!doctype html>
 <li><a href="sources">/sources</a> &mdash; state of every source (JSON)</li>
 <li><a href="healthz">/healthz</a> &mdash; liveness</li>
 <li><a href="readyz">/readyz</a> &mdash; readiness (every source polled once)</li>
+<li><a href="failures?format=html">/failures</a> &mdash; which files failed (also as JSON and CSV)</li>
 </ul></body></html>
 """
 
@@ -45,6 +47,9 @@ class ExporterView(Protocol):
 
     @property
     def redactor(self) -> Redactor: ...
+
+    @property
+    def details_enabled(self) -> bool: ...
 
     def on_publish(self, listener: Callable[[Snapshot], None]) -> None: ...
 
@@ -202,6 +207,24 @@ def routes(exporter: ExporterView, reload: Reload | None) -> list[web.RouteDef]:
     async def sources(request: web.Request) -> web.Response:
         return web.json_response(source_report(exporter), dumps=functools.partial(json.dumps, indent=2))
 
+    index_of_failures = FailureIndex()
+
+    async def failures(request: web.Request) -> web.Response:
+        if not exporter.details_enabled:
+            return web.Response(status=404, text="the failure details are off (failure_details.enabled)\n")
+        try:
+            query = parse_query(request.query.items(), request.headers.get("Accept", ""))
+        except BadQuery as problem:
+            return web.Response(status=400, text=f"{problem}\n")
+        states = exporter.states
+        # Indexing a new result and searching are O(records): off the event loop.
+        page = await asyncio.to_thread(lambda: search(index_of_failures.refresh(states), query))
+        if query.format == "csv":
+            return web.Response(body=as_csv(page), content_type="text/csv", charset="utf-8")
+        if query.format == "html":
+            return web.Response(body=as_html(page, query, states), content_type="text/html", charset="utf-8")
+        return web.Response(body=as_json(page, query), content_type="application/json")
+
     async def index(request: web.Request) -> web.Response:
         return web.Response(text=INDEX.format(version=__version__), content_type="text/html")
 
@@ -210,6 +233,7 @@ def routes(exporter: ExporterView, reload: Reload | None) -> list[web.RouteDef]:
         web.get("/healthz", healthz),
         web.get("/readyz", readyz),
         web.get("/sources", sources),
+        web.get("/failures", failures),
         web.get("/", index),
     ]
     if reload is not None:

@@ -191,6 +191,8 @@ class AepSource(SingleTenantSource[AepConfig]):
             message=message,
             failed_at=batch.created,
             scope=f"batch:{batch.batch_id}",
+            name=name or batch.batch_id,  # a batch-level record is named by its batch
+            location=batch.batch_id,
         )
 
     async def _failed_files(self, batch_id: str) -> list[str]:

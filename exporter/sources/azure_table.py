@@ -30,7 +30,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from exporter.configtypes import Frozen, SecretFile, SourceConfig, check_http_url
 from exporter.records import FailureRecord, PollError, Reason, as_count, excerpt
 from exporter.sources.base import RecordSink, Source, parse_timestamp
-from exporter.sources.rezolve import PLATFORMS
+from exporter.sources.rezolve import PLATFORMS, text_of
 
 DEFAULT_CONTENT_TYPES = {
     f"{platform}_{kind}": platform for platform in PLATFORMS for kind in ("article", "attachment")
@@ -48,6 +48,8 @@ class TableColumns(Frozen):
     error_message: str = "error_message"
     failed_at: str = "failed_at"
     retry_count: str = "retry_count"
+    file_name: str = "file_name"
+    source_url: str = "source_url"
 
 
 class AzureTableConfig(SourceConfig):
@@ -105,6 +107,8 @@ class AzureTableSource(Source[AzureTableConfig]):
             columns.error_message,
             columns.failed_at,
             columns.retry_count,
+            columns.file_name,
+            columns.source_url,
         ]
         options: dict[str, Any] = {
             "retry_total": 2,
@@ -197,6 +201,8 @@ class AzureTableSource(Source[AzureTableConfig]):
             message=str(plain(entity.get(columns.error_message)) or ""),
             retry_count=as_count(plain(entity.get(columns.retry_count))),
             failed_at=parse_timestamp(plain(entity.get(columns.failed_at))),
+            name=text_of(plain(entity.get(columns.file_name))),
+            location=text_of(plain(entity.get(columns.source_url))),
         )
 
     def _platform_of(self, entity: dict[str, Any]) -> str:

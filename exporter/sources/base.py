@@ -124,9 +124,16 @@ class RepeatedFailures(Generic[IdentityT]):
     def identities(self) -> Iterable[IdentityT]:
         return self._seen.keys()
 
-    def records(self, tenant: str, platform_of: Callable[[IdentityT], str]) -> Iterator[FailureRecord]:
-        """One record per identity: its latest message and time, its run as the scope."""
+    def records(
+        self,
+        tenant: str,
+        platform_of: Callable[[IdentityT], str],
+        describe: Callable[[IdentityT], tuple[str, str]],
+    ) -> Iterator[FailureRecord]:
+        """One record per identity: its latest message and time, its run as the scope, and the
+        ``(name, location)`` that ``describe`` gives it."""
         for identity, item in self._seen.items():
+            name, location = describe(identity)
             yield FailureRecord(
                 tenant=tenant,
                 platform=platform_of(identity),
@@ -135,4 +142,6 @@ class RepeatedFailures(Generic[IdentityT]):
                 retry_count=item.runs - 1,
                 failed_at=item.when,
                 scope=item.run,
+                name=name,
+                location=location,
             )

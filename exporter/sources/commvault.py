@@ -159,7 +159,7 @@ class CommvaultSource(SingleTenantSource[CommvaultConfig]):
             for entity, message in items:
                 identity = (self.tenant, job.platform, job.client, job.subclient, entity)
                 seen.add(identity, message, job.ended, scope)
-        for record in seen.records(self.tenant, platform_of=lambda identity: identity[1]):
+        for record in seen.records(self.tenant, platform_of=lambda identity: identity[1], describe=describe):
             out.add(record)
 
     async def _jobs(self) -> list[Job]:
@@ -232,6 +232,13 @@ class CommvaultSource(SingleTenantSource[CommvaultConfig]):
         self.secret_issued(token)
         self.secret_issued(token.partition(" ")[2])  # the bare token, as an error may quote it
         return token
+
+
+def describe(identity: tuple[str, str, str, str, str]) -> tuple[str, str]:
+    """SPEC section 9: the item's last path element, and ``client/subclient:path``."""
+    _, _, client, subclient, entity = identity
+    name = entity.replace("\\", "/").rstrip("/").rpartition("/")[2] or entity
+    return name, f"{client}/{subclient}:{entity}"
 
 
 def summaries(body: Any, what: str) -> list[dict[str, Any]]:

@@ -83,6 +83,11 @@ def failed_files(body: Any) -> list[dict[str, Any]]:
     return entries
 
 
+def text_of(value: Any) -> str:
+    """A descriptive field as text: a string as it is, anything else (a number, null) printed."""
+    return value if isinstance(value, str) else "" if value is None else str(value)
+
+
 def to_record(entry: dict[str, Any], tenant: str, platform: str, scope: str) -> FailureRecord:
     reported = entry.get("error_type")
     return FailureRecord(
@@ -94,4 +99,6 @@ def to_record(entry: dict[str, Any], tenant: str, platform: str, scope: str) -> 
         retry_count=as_count(entry.get("retry_count")),
         failed_at=parse_timestamp(entry.get("failed_at")),
         scope=scope,
+        name=text_of(entry.get("file_name")),
+        location=text_of(entry.get("source_url")),
     )

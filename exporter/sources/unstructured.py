@@ -67,7 +67,11 @@ class UnstructuredSource(SingleTenantSource[UnstructuredConfig]):
                 seen.add((self.tenant, job.workflow_id, document), message, job.created, scope)
         workflows = {identity[1] for identity in seen.identities()}
         platforms = {w: await self._platform_of(w) for w in sorted(workflows)}
-        for record in seen.records(self.tenant, platform_of=lambda identity: platforms[identity[1]]):
+        for record in seen.records(
+            self.tenant,
+            platform_of=lambda identity: platforms[identity[1]],
+            describe=lambda identity: (identity[2], identity[1]),  # the document, the workflow
+        ):
             out.add(record)
 
     async def _recent_finished_jobs(self) -> list[Job]:

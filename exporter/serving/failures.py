@@ -1,0 +1,363 @@
+"""``GET /failures`` (SPEC section 9): which files failed, filtered, ordered and paged, as JSON,
+CSV or a page for people. Reads the details each lane kept of its latest successful poll: the
+same records the gauges count."""
+
+from __future__ import annotations
+
+import csv
+import heapq
+import html
+import io
+import itertools
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from exporter.pipeline.aggregate import Detail, Entry, PollResult
+from exporter.pipeline.state import SourceState
+
+FIELDS = (
+    "source",
+    "tenant",
+    "platform",
+    "error_type",
+    "retry_count",
+    "retry_label",
+    "id",
+    "name",
+    "location",
+    "message",
+    "failed_at",
+    "first_seen",
+)
+LABEL_FILTERS = ("source", "tenant", "platform", "error_type")
+SINGLE = ("min_retry_count", "q", "limit", "offset", "format")
+FORMATS = ("json", "csv", "html")
+DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
+
+
+class BadQuery(ValueError):
+    """A parameter /failures does not know, or a bad value: the 400's reason."""
+
+
+@dataclass(frozen=True)
+class Query:
+    sources: frozenset[str] = frozenset()
+    tenants: frozenset[str] = frozenset()
+    platforms: frozenset[str] = frozenset()
+    error_types: frozenset[str] = frozenset()
+    min_retry_count: int = 0
+    q: str = ""
+    limit: int = DEFAULT_LIMIT
+    offset: int = 0
+    format: str = "json"
+    # The filters as given, for links that keep them (paging, the page's form).
+    given: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+
+
+def _integer(name: str, text: str, low: int, high: int | None = None) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise BadQuery(f"{name} must be an integer, not {text!r}") from None
+    if value < low or (high is not None and value > high):
+        bound = f"from {low} to {high}" if high is not None else f"at least {low}"
+        raise BadQuery(f"{name} must be {bound}, not {value}")
+    return value
+
+
+def parse_query(pairs: Iterable[tuple[str, str]], accept: str = "") -> Query:
+    """The query string's parameters (repeatable for the four label filters); raises BadQuery."""
+    values: dict[str, list[str]] = {}
+    for name, value in pairs:
+        if name not in LABEL_FILTERS and name not in SINGLE:
+            raise BadQuery(f"unknown parameter {name!r}")
+        if value != "":  # an empty field of the page's form: not a filter
+            values.setdefault(name, []).append(value)
+    for name in SINGLE:
+        if len(values.get(name, ())) > 1:
+            raise BadQuery(f"{name} may be given once")
+    one = {name: found[0] for name, found in values.items() if name in SINGLE}
+    wanted = one.get("format") or _format_from(accept)
+    if wanted not in FORMATS:
+        raise BadQuery(f"format must be one of {', '.join(FORMATS)}, not {wanted!r}")
+    given = tuple((name, value) for name, found in values.items() for value in found if name != "offset")
+    return Query(
+        sources=frozenset(values.get("source", ())),
+        tenants=frozenset(values.get("tenant", ())),
+        platforms=frozenset(values.get("platform", ())),
+        error_types=frozenset(values.get("error_type", ())),
+        min_retry_count=_integer("min_retry_count", one["min_retry_count"], 0)
+        if "min_retry_count" in one
+        else 0,
+        q=one.get("q", ""),
+        limit=_integer("limit", one["limit"], 1, MAX_LIMIT) if "limit" in one else DEFAULT_LIMIT,
+        offset=_integer("offset", one["offset"], 0) if "offset" in one else 0,
+        format=wanted,
+        given=given,
+    )
+
+
+def _format_from(accept: str) -> str:
+    media = {part.split(";")[0].strip().lower() for part in accept.split(",")}
+    if "text/csv" in media:
+        return "csv"
+    if "text/html" in media:
+        return "html"
+    return "json"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One record as /failures shows it."""
+
+    source: str
+    entry: Entry
+    detail: Detail
+
+    def as_dict(self) -> dict[str, Any]:
+        (tenant, platform, error_type, label), failed_at, _ = self.entry
+        identity, name, location, message, retry_count, first_seen = self.detail
+        return {
+            "source": self.source,
+            "tenant": tenant,
+            "platform": platform,
+            "error_type": error_type,
+            "retry_count": retry_count,
+            "retry_label": label,
+            "id": identity,
+            "name": name,
+            "location": location,
+            "message": message,
+            "failed_at": failed_at,
+            "first_seen": first_seen,
+        }
+
+
+def _order(entry: Entry, detail: Detail) -> tuple[bool, float, str]:
+    """Newest ``failed_at`` first, records without one last, then by id."""
+    failed_at = entry[1]
+    return (failed_at is None, -(failed_at or 0.0), detail[0])
+
+
+class LaneIndex:
+    """One lane's result, in /failures order, with the positions of each label value: a filtered
+    page looks at the records of the values asked for, not at every record."""
+
+    def __init__(self, source: str, result: PollResult) -> None:
+        self.source = source
+        self.result = result
+        keyed = [(key, result.entries[key], detail) for key, detail in result.details.items()]
+        keyed.sort(key=lambda row: _order(row[1], row[2]))
+        self.entries: list[Entry] = [entry for _, entry, _ in keyed]
+        self.details: list[Detail] = [detail for _, _, detail in keyed]
+        self.by_label: tuple[dict[str, list[int]], ...] = ({}, {}, {})  # tenant, platform, error_type
+        for position, entry in enumerate(self.entries):
+            for index, positions in enumerate(self.by_label):
+                positions.setdefault(entry[0][index], []).append(position)
+
+    def matches(self, query: Query) -> list[int]:
+        """Positions of the matching records, in order."""
+        wanted = (query.tenants, query.platforms, query.error_types)
+        narrowed: list[Sequence[int]] = []
+        for index, values in enumerate(wanted):
+            if values:
+                lists = [self.by_label[index].get(value, []) for value in values]
+                narrowed.append(lists[0] if len(lists) == 1 else sorted(itertools.chain(*lists)))
+        candidates: Sequence[int] = min(narrowed, key=len) if narrowed else range(len(self.entries))
+        needle = query.q.casefold()
+        out = []
+        for position in candidates:
+            labels = self.entries[position][0]
+            if any(values and labels[index] not in values for index, values in enumerate(wanted)):
+                continue
+            detail = self.details[position]
+            if detail[4] < query.min_retry_count:
+                continue
+            if needle and not any(needle in text.casefold() for text in detail[1:4]):
+                continue
+            out.append(position)
+        return out
+
+
+class FailureIndex:
+    """The lanes' indexes, each rebuilt only when its lane has a new result."""
+
+    def __init__(self) -> None:
+        self._lanes: dict[str, LaneIndex] = {}
+
+    def refresh(self, states: Mapping[str, SourceState]) -> list[LaneIndex]:
+        """The indexes of the sources whose gauges show a result now (not stale)."""
+        current = []
+        for name, state in states.items():
+            result = state.result
+            if result is None or state.stale:
+                continue
+            index = self._lanes.get(name)
+            if index is None or index.result is not result:
+                index = self._lanes[name] = LaneIndex(name, result)
+            current.append(index)
+        for gone in set(self._lanes) - set(states):
+            del self._lanes[gone]
+        return current
+
+
+@dataclass(frozen=True)
+class Page:
+    total: int
+    rows: list[Row]
+    truncated_sources: list[str]
+
+
+def search(lanes: Sequence[LaneIndex], query: Query, *, everything: bool = False) -> Page:
+    """The matching records of every lane, merged in order; a page of them, or ``everything``."""
+    chosen = [lane for lane in lanes if not query.sources or lane.source in query.sources]
+    found = [(lane, lane.matches(query)) for lane in chosen]
+    total = sum(len(positions) for _, positions in found)
+
+    def rows_of(lane: LaneIndex, positions: list[int]) -> Iterator[tuple[tuple[bool, float, str, str], Row]]:
+        for position in positions:
+            entry, detail = lane.entries[position], lane.details[position]
+            order = _order(entry, detail)
+            yield (order[0], order[1], lane.source, order[2]), Row(lane.source, entry, detail)
+
+    merged = heapq.merge(*(rows_of(lane, positions) for lane, positions in found), key=lambda pair: pair[0])
+    window = merged if everything else itertools.islice(merged, query.offset, query.offset + query.limit)
+    truncated = sorted(lane.source for lane in lanes if lane.result.details_truncated)
+    return Page(total, [row for _, row in window], truncated)
+
+
+def as_json(page: Page, query: Query, *, everything: bool = False) -> bytes:
+    document = {
+        "total": page.total,
+        "offset": 0 if everything else query.offset,
+        "limit": page.total if everything else query.limit,
+        "truncated_sources": page.truncated_sources,
+        "items": [row.as_dict() for row in page.rows],
+    }
+    return json.dumps(document).encode("utf-8", "surrogatepass")
+
+
+def as_csv(page: Page) -> bytes:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, FIELDS)
+    writer.writeheader()
+    for row in page.rows:
+        writer.writerow(row.as_dict())
+    return _utf8(out.getvalue())
+
+
+def _utf8(text: str) -> bytes:
+    # A lone surrogate (a JSON "\udcff" escape in a file name) must not fail the page.
+    return text.encode("utf-8", "replace")
+
+
+def _link(query: Query, **changed: Any) -> str:
+    pairs = [(k, v) for k, v in query.given if k not in changed] + [
+        (k, str(v)) for k, v in changed.items() if v is not None
+    ]
+    return "failures?" + urlencode(pairs)
+
+
+def as_html(page: Page, query: Query, states: Mapping[str, SourceState]) -> bytes:
+    """A plain page: health of every source, the filters as a form, the records, paging links.
+    Every value is escaped: file names come from the platforms, so from anyone."""
+    e = html.escape
+    health = "".join(
+        f"<tr><td>{e(name)}</td><td class='{'up' if state.up else 'down'}'>"
+        f"{'up' if state.up else 'down' if state.up is False else 'not polled yet'}</td>"
+        f"<td>{e(_time(state.last_success))}</td>"
+        f"<td>{e(str(state.last_error.reason)) if state.last_error else ''}</td></tr>"
+        for name, state in states.items()
+    )
+
+    def field_input(name: str, label: str) -> str:
+        value = next((v for k, v in query.given if k == name), "")
+        return f"<label>{label} <input name='{name}' value='{e(value)}'></label> "
+
+    form = (
+        "<form method='get' action='failures'><input type='hidden' name='format' value='html'>"
+        + "".join(
+            field_input(n, label)
+            for n, label in (
+                ("source", "Source"),
+                ("tenant", "Tenant"),
+                ("platform", "Platform"),
+                ("error_type", "Error type"),
+                ("min_retry_count", "Min. retries"),
+                ("q", "Search"),
+            )
+        )
+        + "<button type='submit'>Filter</button></form>"
+    )
+    body_rows = "".join(
+        "<tr>" + "".join(f"<td>{e(_cell(key, value))}</td>" for key, value in row.as_dict().items()) + "</tr>"
+        for row in page.rows
+    )
+    paging = []
+    if query.offset > 0:
+        paging.append(
+            f"<a rel='prev' href='{e(_link(query, offset=max(query.offset - query.limit, 0)))}'>Previous</a>"
+        )
+    if query.offset + query.limit < page.total:
+        paging.append(f"<a rel='next' href='{e(_link(query, offset=query.offset + query.limit))}'>Next</a>")
+    shown = f"{query.offset + 1} to {query.offset + len(page.rows)}" if page.rows else "none"
+    cut = ", ".join(page.truncated_sources)
+    truncated = f"<p class='warn'>Details cut at max_records_per_source for: {e(cut)}</p>" if cut else ""
+    document = PAGE.format(
+        health=health,
+        form=form,
+        summary=f"{page.total} failed file(s); showing {shown}",
+        truncated=truncated,
+        head="".join(f"<th>{e(name)}</th>" for name in FIELDS),
+        rows=body_rows,
+        paging=" ".join(paging),
+    )
+    return _utf8(document)
+
+
+def _time(epoch: float | None) -> str:
+    if epoch is None:
+        return ""
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _cell(key: str, value: Any) -> str:
+    if key in ("failed_at", "first_seen"):
+        return _time(value)
+    return "" if value is None else str(value)
+
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Failed files</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 1.5rem; color: #222; }}
+table {{ border-collapse: collapse; width: 100%; font-size: 0.9rem; }}
+th, td {{ border-bottom: 1px solid #ddd; padding: 0.3rem 0.5rem; text-align: left;
+          vertical-align: top; overflow-wrap: anywhere; }}
+th {{ background: #f3f3f3; }}
+.up {{ color: #1a7f37; }} .down {{ color: #cf222e; font-weight: bold; }}
+.warn {{ color: #9a6700; }}
+form label {{ margin-right: 0.6rem; white-space: nowrap; }}
+form input {{ width: 9rem; }}
+nav a {{ margin-right: 1rem; }}
+</style></head>
+<body>
+<h1>Failed files</h1>
+<table id="health"><tr><th>Source</th><th>Health</th><th>Last success</th><th>Last error</th></tr>
+{health}</table>
+<h2>Records</h2>
+{form}
+<p id="summary">{summary}</p>
+{truncated}
+<table id="records"><tr>{head}</tr>
+{rows}</table>
+<nav>{paging}</nav>
+<p><a href="./">Exporter</a></p>
+</body></html>
+"""
