@@ -31,6 +31,12 @@ $(PROMETHEUS_TOOLS) &:
 	for deb in $(TOOLS)/debs/*.deb; do dpkg-deb -x "$$deb" $(TOOLS)/debian; done
 	touch $(PROMETHEUS_TOOLS)
 
+# Debian's Chromium, for the test that loads the /failures page in a real browser.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+
 # Command 1 of the README: the exporter on its built-in simulators, with a table emulator.
 demo: setup $(AZURITE)
 	@$(AZURITE) --inMemoryPersistence --silent --tableHost 127.0.0.1 --tablePort 10002 \
@@ -45,11 +51,12 @@ lint: setup
 	$(BIN)/mypy exporter
 
 # Command 2 of the README: lint, types and the whole test suite against real parts.
-test: setup $(AZURITE) $(PROMETHEUS_TOOLS) lint
+test: setup $(AZURITE) $(PROMETHEUS_TOOLS) $(CHROMIUM) lint
 	$(BIN)/pytest
 
 bench: setup soak
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/drilldown.py
 
 # The real program polling every kind every second until 10,000 polls (about 35 min), beside an
 # idle copy: resident memory and open descriptors over the run. SOAK_POLLS=N for a shorter one.
@@ -66,4 +73,4 @@ mutation: setup
 	$(BIN)/mutmut export-cicd-stats >/dev/null && cat mutants/mutmut-cicd-stats.json
 
 clean:
-	rm -rf $(VENV) $(TOOLS) mutants .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(TOOLS) mutants test-artifacts .mypy_cache .ruff_cache .pytest_cache

@@ -28,6 +28,30 @@ SOURCES = 'source=~"$source"'
 TENANT_LINK = (
     f"/d/{TENANT_UID}/ingestion-failures-tenant?var-tenant=${{__field.labels.tenant}}&${{source:queryparam}}"
 )
+# The exporter's address as people's browsers reach it: the /failures page links go there.
+EXPORTER_URL_DEFAULT = "http://localhost:9890"
+INFINITY = {"type": "yesoreyeram-infinity-datasource", "uid": "${failures_datasource}"}
+
+
+def failures_link(title: str, **labels: str) -> dict[str, Any]:
+    """A data link to the exporter's /failures page for the clicked series (or row): ``labels``
+    maps each filter to the Grafana value it takes, e.g. ``tenant="${__field.labels.tenant}"``."""
+    query = "&".join(f"{name}={value}" for name, value in labels.items())
+    return {"title": title, "url": f"${{exporter_url}}/failures?format=html&{query}", "targetBlank": True}
+
+
+def exporter_url_variable() -> dict[str, Any]:
+    return {
+        "type": "textbox",
+        "name": "exporter_url",
+        "label": "Exporter URL",
+        "description": "The exporter's address as your browser reaches it, for the failed-files links.",
+        "query": EXPORTER_URL_DEFAULT,
+        "current": {"text": EXPORTER_URL_DEFAULT, "value": EXPORTER_URL_DEFAULT},
+        "options": [{"selected": True, "text": EXPORTER_URL_DEFAULT, "value": EXPORTER_URL_DEFAULT}],
+        "hide": 0,
+    }
+
 
 Panel = dict[str, Any]
 
@@ -192,7 +216,8 @@ def dashboard(
 
 def overview() -> dict[str, Any]:
     grid = Layout()
-    tenant_link = [{"title": "Tenant details", "url": TENANT_LINK}]
+    tenant_files = failures_link("Failed files of this tenant", tenant="${__field.labels.tenant}")
+    tenant_link = [{"title": "Tenant details", "url": TENANT_LINK}, tenant_files]
     panels = [
         grid.row("Now"),
         grid.place(
@@ -265,6 +290,7 @@ def overview() -> dict[str, Any]:
                         "{{platform}}",
                     )
                 ],
+                links=[failures_link("Failed files on this platform", platform="${__field.labels.platform}")],
             ),
             12,
             8,
@@ -279,6 +305,7 @@ def overview() -> dict[str, Any]:
                         "{{error_type}}",
                     )
                 ],
+                links=[failures_link("Failed files of this type", error_type="${__field.labels.error_type}")],
             ),
             12,
             8,
@@ -330,7 +357,15 @@ def overview() -> dict[str, Any]:
                 "How long the oldest current failure has been there. Click a tenant for details.",
                 f"time() - ingestion_failed_files_oldest_timestamp_seconds{{{PLACES}}}",
                 unit="s",
-                links=tenant_link,
+                links=[
+                    tenant_link[0],
+                    failures_link(
+                        "Failed files of this tenant on this platform",
+                        source="${__data.fields.source}",
+                        tenant="${__data.fields.tenant}",
+                        platform="${__data.fields.platform}",
+                    ),
+                ],
                 thresholds=[(None, "green"), (86400, "orange")],
             ),
             24,
@@ -413,6 +448,7 @@ def overview() -> dict[str, Any]:
             'label_values(ingestion_failed_files{source=~"$source", tenant=~"$tenant"}, platform)',
         ),
         variable("error_type", "Error type", f"label_values(ingestion_failed_files{{{PLACES}}}, error_type)"),
+        exporter_url_variable(),
     ]
     return dashboard(
         OVERVIEW_UID,
@@ -432,6 +468,7 @@ def tenant() -> dict[str, Any]:
                 "Failed files",
                 "Current failure records of this tenant.",
                 f"sum(ingestion_failed_files{{{one}}})",
+                links=[failures_link("Failed files of this tenant", tenant="${tenant}")],
             ),
             6,
             4,
@@ -475,6 +512,13 @@ def tenant() -> dict[str, Any]:
                         "{{platform}}",
                     )
                 ],
+                links=[
+                    failures_link(
+                        "Failed files on this platform",
+                        tenant="${tenant}",
+                        platform="${__field.labels.platform}",
+                    )
+                ],
             ),
             12,
             8,
@@ -487,6 +531,13 @@ def tenant() -> dict[str, Any]:
                     target(
                         f"sum by (error_type) (source_tenant_platform_error_type:ingestion_failed_files:sum{{{one}}})",
                         "{{error_type}}",
+                    )
+                ],
+                links=[
+                    failures_link(
+                        "Failed files of this type",
+                        tenant="${tenant}",
+                        error_type="${__field.labels.error_type}",
                     )
                 ],
             ),
@@ -532,14 +583,35 @@ def tenant() -> dict[str, Any]:
                 "Current failures",
                 "Failure records by platform, error type and retry count.",
                 f"sum by (source, platform, error_type, retry_count) (ingestion_failed_files{{{one}}})",
+                links=[
+                    failures_link(
+                        "These failed files",
+                        source="${__data.fields.source}",
+                        tenant="${tenant}",
+                        platform="${__data.fields.platform}",
+                        error_type="${__data.fields.error_type}",
+                    )
+                ],
             ),
             24,
             10,
         ),
+        grid.place(failed_files_table(), 24, 12),
     ]
     variables = [
         variable("tenant", "Tenant", "label_values(ingestion_failed_files, tenant)", multi=False),
         variable("source", "Source", 'label_values(ingestion_failed_files{tenant="$tenant"}, source)'),
+        exporter_url_variable(),
+        {
+            "type": "datasource",
+            "name": "failures_datasource",
+            "label": "Failed files data source",
+            "description": "An Infinity data source whose URL is the exporter, as Grafana's server reaches it.",
+            "query": INFINITY["type"],
+            "refresh": 1,
+            "current": {},
+            "hide": 0,
+        },
     ]
     back = [
         {
@@ -558,6 +630,73 @@ def tenant() -> dict[str, Any]:
         panels,
         back,
     )
+
+
+def failed_files_table() -> Panel:
+    """The tenant's failed files by name, read from the exporter's /failures by the Infinity
+    data source (its URL is the exporter; the query's URL is relative to it)."""
+    columns = [
+        ("source", "Source"),
+        ("platform", "Platform"),
+        ("error_type", "Error type"),
+        ("retry_count", "Retries"),
+        ("name", "File"),
+        ("location", "Location"),
+        ("message", "Message"),
+        ("failed_at", "Failed at"),
+    ]
+    return {
+        "type": "table",
+        "title": "Failed files by name",
+        "description": "Which files failed for this tenant, newest first (the exporter's /failures).",
+        "datasource": INFINITY,
+        "targets": [
+            {
+                "refId": "A",
+                "datasource": INFINITY,
+                "type": "json",
+                "source": "url",
+                "format": "table",
+                "parser": "backend",
+                "url": "/failures",
+                "url_options": {
+                    "method": "GET",
+                    "params": [
+                        {"key": "tenant", "value": "${tenant}"},
+                        {"key": "limit", "value": "1000"},
+                    ],
+                },
+                "root_selector": "items",
+                "columns": [
+                    {
+                        "selector": name,
+                        "text": title,
+                        "type": "timestamp_epoch_s"
+                        if name == "failed_at"
+                        else "number"
+                        if name == "retry_count"
+                        else "string",
+                    }
+                    for name, title in columns
+                ],
+            }
+        ],
+        "fieldConfig": {
+            "defaults": {},
+            "overrides": [
+                {
+                    "matcher": {"id": "byName", "options": "Location"},
+                    "properties": [
+                        {
+                            "id": "links",
+                            "value": [{"title": "Open", "url": "${__value.raw}", "targetBlank": True}],
+                        }
+                    ],
+                }
+            ],
+        },
+        "options": {"showHeader": True},
+    }
 
 
 DASHBOARDS = {"overview.json": overview, "tenant.json": tenant}

@@ -75,6 +75,18 @@ def test_every_alert_has_severity_texts_and_a_written_runbook(rule: dict[str, An
         assert f"**{heading}**" in section.group(1)
 
 
+@pytest.mark.parametrize("rule", alerts(), ids=lambda rule: rule["alert"])
+def test_every_alert_but_the_absent_exporter_links_to_its_failed_files(rule: dict[str, Any]) -> None:
+    url = rule["annotations"].get("failures_url")
+    if rule["alert"] == "IngestionExporterAbsent":
+        assert url is None  # no exporter to link to
+        return
+    source = "http://{{ $labels.instance }}/failures?format=html&source={{ $labels.source | urlquery }}"
+    assert url.startswith(source)
+    if "tenant" in rule["annotations"]["summary"] + rule["annotations"]["description"]:
+        assert "&tenant={{ $labels.tenant | urlquery }}&platform={{ $labels.platform | urlquery }}" in url
+
+
 def test_amtool_accepts_the_alertmanager_example() -> None:
     result = run(debian_tool("amtool"), "check-config", str(ALERTMANAGER))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -116,26 +128,89 @@ def test_dashboards_are_importable_as_they_are(path: Path) -> None:
     )
     panels = [p for p in board["panels"] if p["type"] != "row"]
     assert panels
+    infinity = {"type": "yesoreyeram-infinity-datasource", "uid": "${failures_datasource}"}
     for panel in panels:
-        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
-        assert all(t["datasource"]["uid"] == "${datasource}" for t in panel["targets"])
+        assert panel["datasource"] in ({"type": "prometheus", "uid": "${datasource}"}, infinity)
+        assert all(t["datasource"] == panel["datasource"] for t in panel["targets"])
     uids = re.findall(r'"uid": "([^"]+)"', path.read_text())
-    assert set(uids) <= {"${datasource}", board["uid"]}  # nothing environment-specific
+    # Nothing environment-specific: data sources are variables.
+    assert set(uids) <= {"${datasource}", "${failures_datasource}", board["uid"]}
+    assert variables["exporter_url"]["type"] == "textbox"
+    assert variables["exporter_url"]["query"] == "http://localhost:9890"
     for name, variable in variables.items():
         if name != "datasource" and variable.get("multi"):
             assert variable["includeAll"] and variable["allValue"] == ".*"
 
 
+def panel_links(board: dict[str, Any]) -> dict[str, list[str]]:
+    return {
+        p["title"]: [link["url"] for link in p.get("fieldConfig", {}).get("defaults", {}).get("links", [])]
+        for p in board["panels"]
+        if p["type"] != "row"
+    }
+
+
 def test_overview_has_the_four_filters_and_links_tenants_to_the_tenant_dashboard() -> None:
     overview = json.loads((ROOT / "dashboards" / "overview.json").read_text())
     names = [v["name"] for v in overview["templating"]["list"]]
-    assert names == ["datasource", "source", "tenant", "platform", "error_type"]
-    links = [
-        link["url"]
-        for p in overview["panels"]
-        for link in p.get("fieldConfig", {}).get("defaults", {}).get("links", [])
-    ]
-    assert links and all(url.startswith("/d/ingestion-failures-tenant/") for url in links)
+    assert names == ["datasource", "source", "tenant", "platform", "error_type", "exporter_url"]
+    to_tenant = [url for urls in panel_links(overview).values() for url in urls if url.startswith("/d/")]
+    assert to_tenant and all(url.startswith("/d/ingestion-failures-tenant/") for url in to_tenant)
+
+
+FAILURES = "${exporter_url}/failures?format=html&"
+
+
+@pytest.mark.parametrize(
+    ("board", "title", "link"),
+    [
+        ("overview", "Failed files by platform", "platform=${__field.labels.platform}"),
+        ("overview", "Failed files by error type", "error_type=${__field.labels.error_type}"),
+        ("overview", "Top tenants", "tenant=${__field.labels.tenant}"),
+        (
+            "overview",
+            "Oldest unresolved failure by tenant and platform",
+            "source=${__data.fields.source}&tenant=${__data.fields.tenant}&platform=${__data.fields.platform}",
+        ),
+        ("tenant", "Failed files", "tenant=${tenant}"),
+        ("tenant", "By platform", "tenant=${tenant}&platform=${__field.labels.platform}"),
+        ("tenant", "By error type", "tenant=${tenant}&error_type=${__field.labels.error_type}"),
+        (
+            "tenant",
+            "Current failures",
+            "source=${__data.fields.source}&tenant=${tenant}&platform=${__data.fields.platform}"
+            "&error_type=${__data.fields.error_type}",
+        ),
+    ],
+)
+def test_panels_showing_a_tenant_platform_or_error_type_link_to_its_failed_files(
+    board: str, title: str, link: str
+) -> None:
+    dashboard = json.loads((ROOT / "dashboards" / f"{board}.json").read_text())
+    assert FAILURES + link in panel_links(dashboard)[title]
+
+
+def test_the_tenant_dashboard_lists_the_failed_files_through_infinity() -> None:
+    tenant = json.loads((ROOT / "dashboards" / "tenant.json").read_text())
+    [table] = [p for p in tenant["panels"] if p["title"] == "Failed files by name"]
+    [query] = table["targets"]
+    assert (query["type"], query["source"], query["url"], query["root_selector"]) == (
+        "json",
+        "url",
+        "/failures",
+        "items",
+    )
+    assert {"key": "tenant", "value": "${tenant}"} in query["url_options"]["params"]
+    provisioned = yaml.safe_load(
+        (ROOT / "deploy" / "grafana" / "provisioning" / "datasources" / "infinity.yml").read_text()
+    )
+    [source] = provisioned["datasources"]
+    assert source["type"] == "yesoreyeram-infinity-datasource" and source["url"] == "http://exporter:9890"
+    compose = yaml.safe_load((ROOT / "deploy" / "docker-compose.yml").read_text())
+    assert (
+        "yesoreyeram-infinity-datasource"
+        in compose["services"]["grafana"]["environment"]["GF_INSTALL_PLUGINS"]
+    )
 
 
 def test_deploy_files_use_the_same_rules_and_dashboards() -> None:

@@ -125,6 +125,7 @@ class Stack:
     prometheus: str
     simulators: list[Any]
     processes: Processes
+    exporter: str
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         answer = httpx.get(f"{self.prometheus}/api/v1/query", params={"query": expr}, timeout=10).json()
@@ -190,7 +191,7 @@ def stack(tmp_path: Path, webhook: Webhook) -> Iterator[Stack]:
             ],
             prom_port,
         )
-        stack = Stack(prometheus, simulators, processes)
+        stack = Stack(prometheus, simulators, processes, f"http://127.0.0.1:{exporter_port}")
         eventually(lambda: stack.query('up{job="ingestion-failure-exporter"} == 1'), 60)
         yield stack
     except BaseException:
@@ -210,7 +211,24 @@ def substitute(expr: str, values: dict[str, str]) -> str:
 
 
 def panel_queries(board: dict[str, Any]) -> list[tuple[str, str]]:
-    return [(p["title"], t["expr"]) for p in board["panels"] if p["type"] != "row" for t in p["targets"]]
+    """The PromQL of every panel that Prometheus answers."""
+    return [
+        (p["title"], t["expr"])
+        for p in board["panels"]
+        if p["type"] != "row"
+        for t in p["targets"]
+        if "expr" in t
+    ]
+
+
+def infinity_queries(board: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The targets of the panels that the Infinity data source reads from the exporter."""
+    return [
+        (p["title"], t)
+        for p in board["panels"]
+        if p.get("datasource", {}).get("type") == "yesoreyeram-infinity-datasource"
+        for t in p["targets"]
+    ]
 
 
 def test_the_stack_alerts_and_every_dashboard_panel_has_data(stack: Stack, webhook: Webhook) -> None:
@@ -230,6 +248,17 @@ def test_the_stack_alerts_and_every_dashboard_panel_has_data(stack: Stack, webho
             assert eventually(lambda q=query: stack.query(q), 30), (
                 f"{path.name}: panel {title!r} has no data: {query}"
             )
+        for title, infinity in infinity_queries(board):
+            # What Grafana's Infinity data source asks the exporter, relative to its URL.
+            params = {
+                p["key"]: substitute(p["value"].replace("${", "$").replace("}", ""), values)
+                for p in infinity["url_options"]["params"]
+            }
+            answer = httpx.get(f"{stack.exporter}{infinity['url']}", params=params, timeout=10).json()
+            rows = answer[infinity["root_selector"]]
+            assert rows, f"{path.name}: panel {title!r} has no data"
+            assert {c["selector"] for c in infinity["columns"]} <= set(rows[0])
+            assert {row["tenant"] for row in rows} == {tenant}
         for variable in board["templating"]["list"]:
             match = re.fullmatch(r"label_values\((.*), (\w+)\)", variable.get("definition", ""))
             if match:
@@ -251,6 +280,10 @@ def test_the_stack_alerts_and_every_dashboard_panel_has_data(stack: Stack, webho
     assert alert["labels"]["severity"] == "critical"
     assert alert["labels"]["job"] == "ingestion-failure-exporter"
     assert alert["annotations"]["runbook_url"].endswith("docs/runbooks.md#ingestionsourcedown")
+    failures_url = alert["annotations"]["failures_url"]
+    assert failures_url == f"{stack.exporter}/failures?format=html&source=rezolve-demo"
+    page = httpx.get(failures_url, timeout=10)
+    assert page.status_code == 200 and "Failed files" in page.text
     assert "rezolve-demo" in alert["annotations"]["summary"]
     errors = stack.query('ingestion_source_poll_errors_total{source="rezolve-demo", reason="auth"} > 0')
     assert errors

@@ -16,8 +16,14 @@ LabelKey = tuple[str, str, str, str]
 # tell discovered and resolved records apart between polls).
 Entry = tuple[LabelKey, float | None, str]
 # What a person reads of a record (SPEC section 9), kept apart from what is counted and only when
-# the drill-down is on: id, name, location, message (cut), retry_count (uncapped), first_seen.
-Detail = tuple[str, str, str, str, int, float]
+# the drill-down is on: id, name, location, message (cut), retry_count (uncapped), first_seen,
+# and whether the location is kept as the part before the name. Locations mostly end with the
+# name under a folder shared by many files: that folder is kept once (see ``location_of``).
+Detail = tuple[str, str, str, str, int, float, bool]
+
+
+def location_of(detail: Detail) -> str:
+    return detail[2] + detail[1] if detail[6] else detail[2]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +107,8 @@ class PollAggregator:
         self._earlier: Mapping[bytes, Detail] = earlier or {}
         self._seen_at = seen_at
         self._details: dict[bytes, Detail] = {}
-        self._messages: dict[str, str] = {}  # one copy of each message: they repeat heavily
+        # One copy of each message and location folder: they repeat heavily.
+        self._shared: dict[str, str] = {}
         self._details_truncated = False
 
     def wants(self, tenant: str) -> bool:
@@ -126,12 +133,18 @@ class PollAggregator:
         if len(self._details) >= limits.max_records:
             self._details_truncated = True
             return
+        shared = self._shared
         message = record.message[: limits.message_max_chars]
-        message = self._messages.setdefault(message, message)
+        message = shared.setdefault(message, message)
+        name, location = record.name, record.location
+        folder = bool(name) and location.endswith(name)
+        if folder:
+            location = location[: -len(name)]
+            location = shared.setdefault(location, location)
         earlier = self._earlier.get(key)
         first_seen = earlier[5] if earlier is not None else self._seen_at
         identity = "/".join(record.identity)
-        self._details[key] = (identity, record.name, record.location, message, record.retry_count, first_seen)
+        self._details[key] = (identity, name, location, message, record.retry_count, first_seen, folder)
 
     def fail(self, scope: str, error: PollError) -> None:
         """One part of the poll failed; its previous records are kept (SPEC section 4)."""

@@ -4,18 +4,20 @@ same records the gauges count."""
 
 from __future__ import annotations
 
+import bisect
 import csv
 import heapq
 import html
 import io
 import itertools
 import json
+from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-from exporter.pipeline.aggregate import Detail, Entry, PollResult
+from exporter.pipeline.aggregate import Detail, Entry, PollResult, location_of
 from exporter.pipeline.state import SourceState
 
 FIELDS = (
@@ -36,6 +38,7 @@ LABEL_FILTERS = ("source", "tenant", "platform", "error_type")
 SINGLE = ("min_retry_count", "q", "limit", "offset", "format")
 FORMATS = ("json", "csv", "html")
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
+SEPARATOR = "\x00"  # between the searchable texts of the records
 
 
 class BadQuery(ValueError):
@@ -119,7 +122,7 @@ class Row:
 
     def as_dict(self) -> dict[str, Any]:
         (tenant, platform, error_type, label), failed_at, _ = self.entry
-        identity, name, location, message, retry_count, first_seen = self.detail
+        identity, name, _, message, retry_count, first_seen, _ = self.detail
         return {
             "source": self.source,
             "tenant": tenant,
@@ -129,7 +132,7 @@ class Row:
             "retry_label": label,
             "id": identity,
             "name": name,
-            "location": location,
+            "location": location_of(self.detail),
             "message": message,
             "failed_at": failed_at,
             "first_seen": first_seen,
@@ -157,8 +160,36 @@ class LaneIndex:
         for position, entry in enumerate(self.entries):
             for index, positions in enumerate(self.by_label):
                 positions.setdefault(entry[0][index], []).append(position)
+        self._text: tuple[str, array[int]] | None = None
 
-    def matches(self, query: Query) -> list[int]:
+    def _searchable(self) -> tuple[str, array[int]]:
+        """Every record's name, location and message, case-folded, in one string, with where
+        each record starts: made at the first ``q`` of this result, for C-speed ``find``."""
+        if self._text is None:
+            chunks, starts, at = [], array("Q"), 0
+            for detail in self.details:
+                chunk = (
+                    f"{detail[1]}{SEPARATOR}{location_of(detail)}{SEPARATOR}{detail[3]}{SEPARATOR}".casefold()
+                )
+                starts.append(at)
+                chunks.append(chunk)
+                at += len(chunk)
+            self._text = ("".join(chunks), starts)
+        return self._text
+
+    def containing(self, needle: str) -> list[int]:
+        """Positions, in order, of the records whose texts contain ``needle`` (case-folded)."""
+        text, starts = self._searchable()
+        found: list[int] = []
+        at = text.find(needle)
+        while at != -1:
+            position = bisect.bisect_right(starts, at) - 1
+            found.append(position)
+            following = position + 1
+            at = text.find(needle, starts[following]) if following < len(starts) else -1
+        return found
+
+    def matches(self, query: Query) -> Sequence[int]:
         """Positions of the matching records, in order."""
         wanted = (query.tenants, query.platforms, query.error_types)
         narrowed: list[Sequence[int]] = []
@@ -166,17 +197,32 @@ class LaneIndex:
             if values:
                 lists = [self.by_label[index].get(value, []) for value in values]
                 narrowed.append(lists[0] if len(lists) == 1 else sorted(itertools.chain(*lists)))
-        candidates: Sequence[int] = min(narrowed, key=len) if narrowed else range(len(self.entries))
         needle = query.q.casefold()
+        # A needle holding the separator could match across two fields: it is checked one by one.
+        by_text = bool(needle) and SEPARATOR not in needle
+        with_text = self.containing(needle) if by_text else []
+        if by_text:
+            narrowed.append(with_text)
+        candidates: Sequence[int] = min(narrowed, key=len) if narrowed else range(len(self.entries))
+        if len(narrowed) <= 1 and not query.min_retry_count and (by_text or not needle):
+            return candidates  # the indexes alone answer: nothing left to check per record
+        others = [(index, values) for index, values in enumerate(wanted) if values]
+        text_matches = set(with_text) if by_text and candidates is not with_text else None
         out = []
         for position in candidates:
             labels = self.entries[position][0]
-            if any(values and labels[index] not in values for index, values in enumerate(wanted)):
+            if any(labels[index] not in values for index, values in others):
                 continue
             detail = self.details[position]
             if detail[4] < query.min_retry_count:
                 continue
-            if needle and not any(needle in text.casefold() for text in detail[1:4]):
+            if text_matches is not None and position not in text_matches:
+                continue
+            if (
+                needle
+                and not by_text
+                and not any(needle in text.casefold() for text in (detail[1], location_of(detail), detail[3]))
+            ):
                 continue
             out.append(position)
         return out
@@ -217,7 +263,15 @@ def search(lanes: Sequence[LaneIndex], query: Query, *, everything: bool = False
     found = [(lane, lane.matches(query)) for lane in chosen]
     total = sum(len(positions) for _, positions in found)
 
-    def rows_of(lane: LaneIndex, positions: list[int]) -> Iterator[tuple[tuple[bool, float, str, str], Row]]:
+    if len(found) == 1 and not everything:  # one lane: its positions are already in order
+        lane, positions = found[0]
+        page = positions[query.offset : query.offset + query.limit]
+        rows = [Row(lane.source, lane.entries[p], lane.details[p]) for p in page]
+        return Page(total, rows, sorted(x.source for x in lanes if x.result.details_truncated))
+
+    def rows_of(
+        lane: LaneIndex, positions: Sequence[int]
+    ) -> Iterator[tuple[tuple[bool, float, str, str], Row]]:
         for position in positions:
             entry, detail = lane.entries[position], lane.details[position]
             order = _order(entry, detail)
@@ -277,8 +331,11 @@ def as_html(page: Page, query: Query, states: Mapping[str, SourceState]) -> byte
         value = next((v for k, v in query.given if k == name), "")
         return f"<label>{label} <input name='{name}' value='{e(value)}'></label> "
 
+    limit = (
+        f"<input type='hidden' name='limit' value='{query.limit}'>" if query.limit != DEFAULT_LIMIT else ""
+    )
     form = (
-        "<form method='get' action='failures'><input type='hidden' name='format' value='html'>"
+        f"<form method='get' action='failures'><input type='hidden' name='format' value='html'>{limit}"
         + "".join(
             field_input(n, label)
             for n, label in (
@@ -292,10 +349,7 @@ def as_html(page: Page, query: Query, states: Mapping[str, SourceState]) -> byte
         )
         + "<button type='submit'>Filter</button></form>"
     )
-    body_rows = "".join(
-        "<tr>" + "".join(f"<td>{e(_cell(key, value))}</td>" for key, value in row.as_dict().items()) + "</tr>"
-        for row in page.rows
-    )
+    body_rows = "".join(_html_row(row.as_dict()) for row in page.rows)
     paging = []
     if query.offset > 0:
         paging.append(
@@ -311,11 +365,38 @@ def as_html(page: Page, query: Query, states: Mapping[str, SourceState]) -> byte
         form=form,
         summary=f"{page.total} failed file(s); showing {shown}",
         truncated=truncated,
-        head="".join(f"<th>{e(name)}</th>" for name in FIELDS),
+        head="".join(f"<th>{e(title)}</th>" for _, title in COLUMNS),
         rows=body_rows,
         paging=" ".join(paging),
     )
     return _utf8(document)
+
+
+# What the page shows of a record, for people: the id and the retry label are in JSON and CSV.
+COLUMNS = (
+    ("source", "Source"),
+    ("tenant", "Tenant"),
+    ("platform", "Platform"),
+    ("error_type", "Error type"),
+    ("retry_count", "Retries"),
+    ("name", "File"),
+    ("location", "Location"),
+    ("message", "Message"),
+    ("failed_at", "Failed at"),
+    ("first_seen", "First seen"),
+)
+
+
+def _html_row(item: dict[str, Any]) -> str:
+    cells = []
+    for key, _ in COLUMNS:
+        text = html.escape(_cell(key, item[key]))
+        location = item["location"]
+        if key == "location" and location.startswith(("https://", "http://")):
+            # Only web addresses become links: a location is the platform's, so anyone's.
+            text = f"<a href='{html.escape(location, quote=True)}' rel='noreferrer'>{text}</a>"
+        cells.append(f"<td class='{key}'>{text}</td>")
+    return f"<tr>{''.join(cells)}</tr>"
 
 
 def _time(epoch: float | None) -> str:
@@ -339,8 +420,10 @@ PAGE = """<!doctype html>
 body {{ font-family: system-ui, sans-serif; margin: 1.5rem; color: #222; }}
 table {{ border-collapse: collapse; width: 100%; font-size: 0.9rem; }}
 th, td {{ border-bottom: 1px solid #ddd; padding: 0.3rem 0.5rem; text-align: left;
-          vertical-align: top; overflow-wrap: anywhere; }}
-th {{ background: #f3f3f3; }}
+          vertical-align: top; }}
+td {{ overflow-wrap: anywhere; }}
+th {{ background: #f3f3f3; white-space: nowrap; }}
+td.failed_at, td.first_seen, td.retry_count, td.source, td.platform, td.error_type {{ white-space: nowrap; }}
 .up {{ color: #1a7f37; }} .down {{ color: #cf222e; font-weight: bold; }}
 .warn {{ color: #9a6700; }}
 form label {{ margin-right: 0.6rem; white-space: nowrap; }}

@@ -1,0 +1,175 @@
+"""The /failures drill-down: what its details cost per record, and how fast a page is answered.
+
+    python bench/drilldown.py [--records N]      # part of make bench
+
+1. memory: a poll of N records aggregated with the details kept, vs without them (the counts
+   alone), both with tracemalloc; the difference per record is the drill-down's cost.
+2. latency: pages of /failures over N records of one source, each query's median, from the
+   per-label index (ours) vs a scan of every record per request that filters, sorts and cuts
+   (the baseline). The index is built once per poll; its build time is reported too.
+Figures go to docs/performance.md by hand; nothing here asserts a number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import random
+import statistics
+import time
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+from exporter.pipeline.aggregate import DetailLimits, PollAggregator, PollResult, location_of
+from exporter.pipeline.classify import Classifier
+from exporter.records import FailureRecord
+from exporter.serving.failures import LaneIndex, Query, Row, search
+
+MESSAGES = [
+    "Access to the path 'C:\\Data\\HR\\file-{n}.docx' is denied.",
+    "File exceeds maximum size limit of 50MB",
+    "Unable to parse document content",
+    "The process cannot access the file because it is being used by another process.",
+    "Request throttled by Microsoft Graph (429 Too Many Requests)",
+    "Embedding service rejected chunk {n}",
+]
+PLATFORMS = ["sharepoint", "servicenow", "confluence", "itglue", "web"]
+TENANTS = 200
+
+
+def one_record(rng: random.Random, i: int) -> FailureRecord:
+    tenant = f"{rng.randrange(TENANTS):08x}-5717-4562-b3fc-2c963f66afa6"
+    platform = rng.choice(PLATFORMS)
+    name = f"{rng.choice(['contract', 'policy', 'invoice', 'scan'])}-{i:06d}.pdf"
+    return FailureRecord(
+        tenant=tenant,
+        platform=platform,
+        identity=(tenant, platform, f"file-{i:06d}"),
+        message=rng.choice(MESSAGES).format(n=rng.randrange(50)),
+        retry_count=rng.randrange(8),
+        failed_at=1.7e9 + rng.random() * 86400,
+        scope=f"{tenant}/{platform}",
+        name=name,
+        location=f"https://contoso.{platform}.example/sites/kb/Shared Documents/{name}",
+    )
+
+
+def poll(count: int, details: DetailLimits | None) -> PollResult:
+    """Records made and dropped one by one, as a source's parser does."""
+    aggregator = PollAggregator(
+        classifier=Classifier(),
+        retry_count_cap=5,
+        max_series=10**9,
+        owns_tenant=lambda _: True,
+        deadline=float("inf"),
+        details=details,
+        seen_at=1.7e9,
+    )
+    rng = random.Random(4)
+    for i in range(count):
+        aggregator.add(one_record(rng, i))
+    return aggregator.finish(None)
+
+
+def kept_bytes(action: Callable[[], Any]) -> tuple[int, Any]:
+    """Bytes still allocated by what ``action`` returns (not its peak)."""
+    gc.collect()
+    tracemalloc.start()
+    kept = action()
+    gc.collect()
+    current, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return current, kept
+
+
+def median_ms(action: Callable[[], Any], repeat: int = 15) -> float:
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        action()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples) * 1000
+
+
+def scan(result: PollResult, query: Query) -> tuple[int, list[Row]]:
+    """The baseline: every record looked at, filtered, sorted and cut, for each request."""
+    needle = query.q.casefold()
+    found = []
+    for key, detail in result.details.items():
+        entry = result.entries[key]
+        tenant, platform, error_type, _ = entry[0]
+        if query.tenants and tenant not in query.tenants:
+            continue
+        if query.platforms and platform not in query.platforms:
+            continue
+        if query.error_types and error_type not in query.error_types:
+            continue
+        if detail[4] < query.min_retry_count:
+            continue
+        if needle and not any(
+            needle in text.casefold() for text in (detail[1], location_of(detail), detail[3])
+        ):
+            continue
+        found.append(Row("bench", entry, detail))
+    found.sort(key=lambda row: (row.entry[1] is None, -(row.entry[1] or 0.0), row.detail[0]))
+    return len(found), found[query.offset : query.offset + query.limit]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--records", type=int, default=100_000)
+    args = parser.parse_args()
+    count = args.records
+    limits = DetailLimits(max_records=10**9, message_max_chars=512)
+    counts_only, _ = kept_bytes(lambda: poll(count, None))
+    with_details, result = kept_bytes(lambda: poll(count, limits))
+    rows = [
+        (
+            f"memory of a {count:,}-record poll",
+            "counts only (no drill-down)",
+            f"{counts_only / 2**20:.1f} MiB",
+        ),
+        (
+            "",
+            "counts and details (ours)",
+            f"{with_details / 2**20:.1f} MiB; details "
+            f"{(with_details - counts_only) / count:.0f} bytes/record",
+        ),
+    ]
+    started = time.perf_counter()
+    index = LaneIndex("bench", result)
+    built = (time.perf_counter() - started) * 1000
+    some_tenant = next(iter(result.entries.values()))[0][0]
+    queries = {
+        "first page, no filter": Query(),
+        "one tenant": Query(tenants=frozenset({some_tenant})),
+        "one error type": Query(error_types=frozenset({"ACCESS_DENIED"})),
+        "tenant and platform": Query(tenants=frozenset({some_tenant}), platforms=frozenset({"sharepoint"})),
+        "q=invoice (every record read)": Query(q="invoice"),
+        "page at offset 50,000": Query(offset=50_000),
+    }
+    rows.append((f"/failures over {count:,} records", "index built once per poll", f"{built:.0f} ms"))
+    text, starts = index._searchable()
+    searchable = (len(text) + 8 * len(starts)) / 2**20
+    rows.append(("", "searchable text, made at the first q", f"{searchable:.1f} MiB"))
+    for name, query in queries.items():
+        ours = median_ms(lambda q=query: search([index], q))
+        baseline = median_ms(lambda q=query: scan(result, q), repeat=5)
+        assert search([index], query).total == scan(result, query)[0]
+        rows.append(
+            (
+                name,
+                "scan every record (baseline) / per-label index (ours)",
+                f"{baseline:.1f} ms / {ours:.1f} ms",
+            )
+        )
+    print("| benchmark | variant | result |\n| --- | --- | --- |")
+    for row in rows:
+        print(f"| {' | '.join(row)} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""The /failures page in a real browser: Debian's Chromium, headless, driven by Playwright. It
+filters by tenant with the page's own form, follows a paging link, shows a file named like a
+script as text (no script runs), and leaves a screenshot as a test artifact."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, sync_playwright
+
+from exporter.simulators.rezolve import RezolveFile, RezolveSimulator
+from tests.conftest import ROOT, TENANT_A, TENANT_B, Served, eventually, rezolve_source
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+SCRIPT = "<script>alert('pwned')</script>.pdf"
+# The flags a closed network and a root user need (no sandbox, no calls home).
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"Chromium is not installed at {CHROMIUM}: run `make test`, which installs it")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def served(serve: Any, rezolve: RezolveSimulator) -> Served:
+    now = time.time()
+    tenants = []
+    for tenant, domain, count in ((TENANT_A, "acme.rezolve.ai", 4), (TENANT_B, "globex.rezolve.ai", 7)):
+        tenants.append({"tenant_id": tenant, "rezolve_domain": domain, "platforms": ["sharepoint"]})
+        for n in range(count):
+            name = SCRIPT if (tenant, n) == (TENANT_B, 0) else f"{domain.split('.')[0]}-report-{n}.pdf"
+            rezolve.put(
+                tenant,
+                "sharepoint",
+                RezolveFile(f"{tenant[:4]}-{n}", name, "ACCESS_DENIED", "Access is denied", now - 60 * n, n),
+            )
+    running: Served = serve({"poll_interval": "1h", "sources": [rezolve_source(rezolve, tenants=tenants)]})
+    eventually(lambda: httpx.get(f"{running.url}/readyz").status_code == 200)
+    return running
+
+
+def test_filter_by_tenant_follow_a_page_link_and_show_a_script_name_as_text(
+    browser: Browser, served: Served
+) -> None:
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto(f"{served.url}/failures?format=html&limit=3")
+    assert page.locator("#summary").inner_text() == "11 failed file(s); showing 1 to 3"
+    assert page.locator("#health td.up").count() == 1
+
+    page.fill("input[name=tenant]", TENANT_B)
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+    assert page.locator("#summary").inner_text() == "7 failed file(s); showing 1 to 3"
+    tenant_cells = page.locator("#records td.tenant").all_inner_texts()
+    assert tenant_cells == [TENANT_B] * 3
+
+    with page.expect_navigation():
+        page.click("a[rel=next]")
+    assert "offset=3" in page.url and f"tenant={TENANT_B}" in page.url
+    assert page.locator("#summary").inner_text() == "7 failed file(s); showing 4 to 6"
+
+    page.goto(f"{served.url}/failures?format=html&tenant={TENANT_B}")
+    names = page.locator("#records td.name").all_inner_texts()
+    assert SCRIPT in names  # shown as text
+    assert dialogs == [] and page.locator("#records script").count() == 0
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "failures-page.png"), full_page=True)
+    assert (ARTIFACTS / "failures-page.png").stat().st_size > 10_000
+    page.close()
