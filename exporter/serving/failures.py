@@ -168,9 +168,9 @@ class LaneIndex:
         if self._text is None:
             chunks, starts, at = [], array("Q"), 0
             for detail in self.details:
-                chunk = (
-                    f"{detail[1]}{SEPARATOR}{location_of(detail)}{SEPARATOR}{detail[3]}{SEPARATOR}".casefold()
-                )
+                # A location that ends with the name holds every substring of the name already.
+                name = "" if detail[6] else detail[1]
+                chunk = f"{name}{SEPARATOR}{location_of(detail)}{SEPARATOR}{detail[3]}{SEPARATOR}".casefold()
                 starts.append(at)
                 chunks.append(chunk)
                 at += len(chunk)
