@@ -125,7 +125,8 @@ async def run_once(settings: Settings, failures: Path | None = None) -> int:
     sys.stdout.buffer.write(exporter.snapshot.text)
     sys.stdout.flush()
     if failures is not None:
-        everything = search(FailureIndex().refresh(exporter.states), Query(), everything=True)
+        lanes = FailureIndex().refresh(exporter.states)
+        everything = search(lanes, Query(), everything=True, scrub=exporter.redactor.scrub)
         try:
             failures.write_bytes(as_json(everything, Query(), everything=True))
         except OSError as exc:

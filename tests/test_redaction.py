@@ -20,8 +20,8 @@ from exporter.simulators.aep import AepSimulator, SimBatch, validation_file
 from exporter.simulators.base import SimRequest, SimResponse, Simulator, json_response
 from exporter.simulators.commvault import CommvaultSimulator
 from exporter.simulators.commvault import SimJob as CommvaultJob
-from exporter.simulators.rezolve import RezolveSimulator
-from tests.conftest import Served, eventually, rezolve_source, run_cli
+from exporter.simulators.rezolve import RezolveFile, RezolveSimulator
+from tests.conftest import TENANT_A, Served, eventually, rezolve_source, run_cli
 
 ACCOUNT_KEY = base64.b64encode(b"an account key that must never be shown").decode()
 PASSWORD = "hunter2-but-longer"
@@ -228,3 +228,29 @@ def test_issued_tokens_kept_are_the_latest_and_never_too_short_to_be_a_token() -
     assert redactor.scrub("issued-token-0009") == "issued-token-0009"  # replaced long ago
     redactor.add_issued("QSDK")
     assert redactor.scrub("QSDK a-configured-secret") == f"QSDK {REDACTED}"
+
+
+def test_failures_never_show_a_secret_a_platform_quoted(
+    serve: Any, rezolve: RezolveSimulator, tmp_path: Path
+) -> None:
+    """A record's message or URL may quote a secret (a platform echoing its request, a SAS token
+    in a link): /failures, in every format, and --once --failures show it redacted."""
+    rezolve.put(
+        TENANT_A,
+        "sharepoint",
+        RezolveFile(
+            "f1", f"{rezolve.token}.pdf", "ACCESS_DENIED", f"token {rezolve.token} refused", time.time(), 0
+        ),
+    )
+    config = {"poll_interval": "1h", "sources": [rezolve_source(rezolve)]}
+    served: Served = serve(config)
+    eventually(lambda: httpx.get(f"{served.url}/readyz").status_code == 200)
+    for fmt in ("json", "csv", "html"):
+        body = httpx.get(f"{served.url}/failures", params={"format": fmt}).text
+        at = body.find(rezolve.token)
+        assert at == -1, body[max(at - 80, 0) : at + 40]
+        assert ("token &lt;redacted&gt; refused" if fmt == "html" else "token <redacted> refused") in body
+    written = tmp_path / "failures.json"
+    assert run_cli("--once", "--failures", str(written), config=config, tmp_path=tmp_path).code == 0
+    [item] = json.loads(written.read_text())["items"]
+    assert rezolve.token not in json.dumps(item) and item["message"] == "token <redacted> refused"

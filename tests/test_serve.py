@@ -227,7 +227,7 @@ def test_tls_and_basic_auth(
     assert missing.status_code == 401 and missing.headers["www-authenticate"].startswith("Basic")
     assert httpx.get(f"{served.url}/metrics", verify=context, auth=("prometheus", "wrong")).status_code == 401
     assert httpx.get(f"{served.url}/metrics", verify=context, auth=("nobody", "s3cret")).status_code == 401
-    for path in ("/metrics", "/sources", "/readyz", "/healthz", "/"):
+    for path in ("/metrics", "/sources", "/readyz", "/healthz", "/", "/failures"):
         assert httpx.get(f"{served.url}{path}", verify=context).status_code == 401
     ok = httpx.get(f"{served.url}/metrics", verify=context, auth=("prometheus", "s3cret"))
     assert ok.status_code == 200 and "ingestion_exporter_build_info" in ok.text

@@ -218,7 +218,8 @@ def routes(exporter: ExporterView, reload: Reload | None) -> list[web.RouteDef]:
             return web.Response(status=400, text=f"{problem}\n")
         states = exporter.states
         # Indexing a new result and searching are O(records): off the event loop.
-        page = await asyncio.to_thread(lambda: search(index_of_failures.refresh(states), query))
+        scrub = exporter.redactor.scrub
+        page = await asyncio.to_thread(lambda: search(index_of_failures.refresh(states), query, scrub=scrub))
         if query.format == "csv":
             return web.Response(body=as_csv(page), content_type="text/csv", charset="utf-8")
         if query.format == "html":

@@ -12,7 +12,7 @@ import io
 import itertools
 import json
 from array import array
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -250,14 +250,33 @@ class FailureIndex:
         return current
 
 
+def _unchanged(text: str) -> str:
+    return text
+
+
 @dataclass(frozen=True)
 class Page:
     total: int
     rows: list[Row]
     truncated_sources: list[str]
+    # The redactor's: a platform may quote a secret in a message or a URL (a SAS token, say).
+    scrub: Callable[[str], str] = _unchanged
+
+    def items(self) -> Iterator[dict[str, Any]]:
+        for row in self.rows:
+            item = row.as_dict()
+            for key in ("id", "name", "location", "message"):
+                item[key] = self.scrub(item[key])
+            yield item
 
 
-def search(lanes: Sequence[LaneIndex], query: Query, *, everything: bool = False) -> Page:
+def search(
+    lanes: Sequence[LaneIndex],
+    query: Query,
+    *,
+    everything: bool = False,
+    scrub: Callable[[str], str] = _unchanged,
+) -> Page:
     """The matching records of every lane, merged in order; a page of them, or ``everything``."""
     chosen = [lane for lane in lanes if not query.sources or lane.source in query.sources]
     found = [(lane, lane.matches(query)) for lane in chosen]
@@ -267,7 +286,7 @@ def search(lanes: Sequence[LaneIndex], query: Query, *, everything: bool = False
         lane, positions = found[0]
         page = positions[query.offset : query.offset + query.limit]
         rows = [Row(lane.source, lane.entries[p], lane.details[p]) for p in page]
-        return Page(total, rows, sorted(x.source for x in lanes if x.result.details_truncated))
+        return Page(total, rows, sorted(x.source for x in lanes if x.result.details_truncated), scrub)
 
     def rows_of(
         lane: LaneIndex, positions: Sequence[int]
@@ -280,7 +299,7 @@ def search(lanes: Sequence[LaneIndex], query: Query, *, everything: bool = False
     merged = heapq.merge(*(rows_of(lane, positions) for lane, positions in found), key=lambda pair: pair[0])
     window = merged if everything else itertools.islice(merged, query.offset, query.offset + query.limit)
     truncated = sorted(lane.source for lane in lanes if lane.result.details_truncated)
-    return Page(total, [row for _, row in window], truncated)
+    return Page(total, [row for _, row in window], truncated, scrub)
 
 
 def as_json(page: Page, query: Query, *, everything: bool = False) -> bytes:
@@ -289,7 +308,7 @@ def as_json(page: Page, query: Query, *, everything: bool = False) -> bytes:
         "offset": 0 if everything else query.offset,
         "limit": page.total if everything else query.limit,
         "truncated_sources": page.truncated_sources,
-        "items": [row.as_dict() for row in page.rows],
+        "items": list(page.items()),
     }
     return json.dumps(document).encode("utf-8", "surrogatepass")
 
@@ -298,8 +317,8 @@ def as_csv(page: Page) -> bytes:
     out = io.StringIO()
     writer = csv.DictWriter(out, FIELDS)
     writer.writeheader()
-    for row in page.rows:
-        writer.writerow(row.as_dict())
+    for item in page.items():
+        writer.writerow(item)
     return _utf8(out.getvalue())
 
 
@@ -349,7 +368,7 @@ def as_html(page: Page, query: Query, states: Mapping[str, SourceState]) -> byte
         )
         + "<button type='submit'>Filter</button></form>"
     )
-    body_rows = "".join(_html_row(row.as_dict()) for row in page.rows)
+    body_rows = "".join(_html_row(item) for item in page.items())
     paging = []
     if query.offset > 0:
         paging.append(
