@@ -1223,3 +1223,148 @@ def test_no_details_are_kept_when_the_drill_down_is_off() -> None:
     core.poll()
     assert core.exporter.states["s"].result.details == {}  # type: ignore[union-attr]
     assert core.exporter.details_enabled is False
+
+
+def described(file_id: str, *, name: str, location: str, message: str = "", retry: int = 0) -> FailureRecord:
+    return FailureRecord(
+        tenant="t1",
+        platform=SP,
+        identity=("t1", SP, file_id),
+        message=message,
+        reported_type="PARSE_ERROR",
+        retry_count=retry,
+        scope=f"t1/{SP}",
+        name=name,
+        location=location,
+    )
+
+
+def test_details_hold_what_section_9_serves_with_messages_cut_and_folders_shared() -> None:
+    core = Core(failure_details={"message_max_chars": 5})
+    core.source.records = [
+        described("a", name="a.pdf", location="https://x.example/kb/a.pdf", message="abcdefgh", retry=7),
+        described("b", name="b.pdf", location="https://x.example/kb/b.pdf", message="abcdefgh"),
+        described("c", name="c.pdf", location="elsewhere", message="xy"),
+        described("d", name="", location="https://x.example/kb/", message=""),
+        described("e", name="e.pdf", location="https://y.example/e.pdf", message="xy"),
+    ]
+    core.poll()
+    seen = START + 60
+    got = details(core)
+    assert got == {
+        f"t1/{SP}/a": (f"t1/{SP}/a", "a.pdf", "https://x.example/kb/", "abcde", 7, seen, True),
+        f"t1/{SP}/b": (f"t1/{SP}/b", "b.pdf", "https://x.example/kb/", "abcde", 0, seen, True),
+        f"t1/{SP}/c": (f"t1/{SP}/c", "c.pdf", "elsewhere", "xy", 0, seen, False),
+        f"t1/{SP}/d": (f"t1/{SP}/d", "", "https://x.example/kb/", "", 0, seen, False),
+        f"t1/{SP}/e": (f"t1/{SP}/e", "e.pdf", "https://y.example/", "xy", 0, seen, True),
+    }
+    # One copy of a repeated message and of a shared folder.
+    assert got[f"t1/{SP}/a"][3] is got[f"t1/{SP}/b"][3]
+    assert got[f"t1/{SP}/a"][2] is got[f"t1/{SP}/b"][2]
+    from exporter.pipeline.aggregate import location_of
+
+    assert [location_of(d) for d in got.values()] == [
+        "https://x.example/kb/a.pdf",
+        "https://x.example/kb/b.pdf",
+        "elsewhere",
+        "https://x.example/kb/",
+        "https://y.example/e.pdf",
+    ]
+
+
+def test_details_are_cut_at_max_records_also_when_a_failed_part_is_carried_over() -> None:
+    core = Core(failure_details={"max_records_per_source": 2})
+    core.source.records = [record("a"), record("b", platform=SN)]
+    core.poll()
+    result = core.exporter.states["s"].result
+    assert result is not None and result.details_truncated is False and len(result.details) == 2
+    core.source.records = [record("a"), record("c"), record("b", platform=SN)]
+    core.source.failed_parts = {f"t1/{SN}": PollError(Reason.TIMEOUT, "slow")}
+    core.poll()
+    result = core.exporter.states["s"].result
+    assert result is not None and result.details_truncated
+    assert set(details(core)) == {f"t1/{SP}/a", f"t1/{SP}/c"}  # b's carried detail is beyond the cap
+    assert sum(core.series("ingestion_failed_files").values()) == 3  # counts are never cut
+    core.source.failed_parts = {}
+    core.source.records = [record("a")]
+    core.poll()
+    result = core.exporter.states["s"].result
+    assert result is not None and result.details_truncated is False
+
+
+def test_details_stop_at_max_records_within_one_poll() -> None:
+    core = Core(failure_details={"max_records_per_source": 2})
+    core.source.records = [record("a"), record("b"), record("c")]
+    core.poll()
+    assert len(details(core)) == 2 and core.exporter.states["s"].result.details_truncated  # type: ignore[union-attr]
+
+
+def test_a_carried_record_without_details_gets_none_and_one_beyond_the_series_cap_neither() -> None:
+    core = Core(failure_details={"max_records_per_source": 1})
+    core.source.records = [record("a"), record("b", platform=SN)]
+    core.poll()  # b's detail is beyond the cap
+    core.source.records = [record("a")]
+    core.source.failed_parts = {f"t1/{SN}": PollError(Reason.TIMEOUT, "slow")}
+    core.poll()  # b is carried over, and still has no detail
+    assert set(details(core)) == {f"t1/{SP}/a"}
+
+    capped = Core(max_series_per_source=1)
+    capped.source.records = [record("b", platform=SN)]
+    capped.poll()
+    capped.source.records = [record("c")]
+    capped.source.failed_parts = {f"t1/{SN}": PollError(Reason.TIMEOUT, "slow")}
+    capped.poll()  # c takes the one series; b, carried over, is beyond the cap: not counted, no detail
+    assert set(details(capped)) == {f"t1/{SP}/c"}
+
+
+def test_the_sources_issued_secrets_reach_the_exporters_redactor(core: Core) -> None:
+    core.source.secret_issued("a-token-issued-at-run-time")
+    assert core.exporter.redactor.scrub("said a-token-issued-at-run-time") == "said <redacted>"
+
+
+def test_a_reload_sets_whether_failures_are_served() -> None:
+    from exporter.config import build_settings
+
+    core = Core()
+    assert core.exporter.details_enabled is True
+    document = {
+        "failure_details": {"enabled": False},
+        "sources": [
+            {
+                "name": "s",
+                "kind": "rezolve",
+                "base_url": "http://127.0.0.1:9",
+                "token": "unused",
+                "tenants": [{"tenant_id": "t1", "rezolve_domain": "t1.example"}],
+            }
+        ],
+    }
+    core.run(core.exporter.apply(build_settings(document, {})))
+    assert core.exporter.details_enabled is False
+    document.pop("failure_details")
+    core.run(core.exporter.apply(build_settings(document, {})))
+    assert core.exporter.details_enabled is True
+
+
+def test_a_secret_that_contains_another_is_redacted_whole() -> None:
+    from exporter.redact import Redactor
+
+    redactor = Redactor(["password", "password-and-more"])
+    redactor.add_issued("token-12345")
+    redactor.add_issued("token-12345-longer")
+    redactor.add_issued("a-token-12345")
+    assert redactor.scrub("password-and-more token-12345-longer a-token-12345 token-12345") == (
+        "<redacted> <redacted> <redacted> <redacted>"
+    )
+    redactor.add_issued("8-chars!")  # the shortest that counts
+    redactor.add_issued("7-chars")
+    assert redactor.scrub("8-chars! 7-chars") == "<redacted> 7-chars"
+
+
+def test_only_the_latest_issued_secrets_are_kept() -> None:
+    from exporter.redact import ISSUED_KEPT, Redactor
+
+    redactor = Redactor([])
+    for n in range(ISSUED_KEPT + 1):
+        redactor.add_issued(f"issued-{n:04d}")
+    assert redactor.scrub("issued-0000 issued-0001") == "issued-0000 <redacted>"
