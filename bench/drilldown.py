@@ -21,19 +21,13 @@ import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
+from run import MESSAGES  # the scrape and aggregation benchmarks' messages
+
 from exporter.pipeline.aggregate import DetailLimits, PollAggregator, PollResult, location_of
 from exporter.pipeline.classify import Classifier
 from exporter.records import FailureRecord
 from exporter.serving.failures import LaneIndex, Query, Row, search
 
-MESSAGES = [
-    "Access to the path 'C:\\Data\\HR\\file-{n}.docx' is denied.",
-    "File exceeds maximum size limit of 50MB",
-    "Unable to parse document content",
-    "The process cannot access the file because it is being used by another process.",
-    "Request throttled by Microsoft Graph (429 Too Many Requests)",
-    "Embedding service rejected chunk {n}",
-]
 PLATFORMS = ["sharepoint", "servicenow", "confluence", "itglue", "web"]
 TENANTS = 200
 

@@ -28,10 +28,10 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.demo import TABLE_ENV, Demo
+from exporter.simulators.table import azurite_connection_string, start_azurite
 
 ROOT = Path(__file__).resolve().parent.parent
 AZURITE = ROOT / ".tools" / "node_modules" / ".bin" / "azurite-table"
-AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
 def free_port() -> int:
@@ -102,35 +102,6 @@ class Program:
         self._log.close()
 
 
-def start_azurite(port: int) -> subprocess.Popen[bytes]:
-    if not AZURITE.exists():
-        raise SystemExit(f"Azurite is not installed at {AZURITE}: run `make soak`, which installs it")
-    process = subprocess.Popen(
-        [
-            str(AZURITE),
-            "--inMemoryPersistence",
-            "--silent",
-            "--skipApiVersionCheck",
-            "--loose",
-            "--tableHost",
-            "127.0.0.1",
-            "--tablePort",
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    import socket
-
-    for _ in range(300):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return process
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise SystemExit("Azurite did not start")
-
-
 def row(name: str, sample: Sample) -> str:
     return (
         f"| {name} | {sample.elapsed:,.0f} s | {sample.polls:,} | {sample.errors:,} | "
@@ -149,11 +120,10 @@ def main() -> None:
     args = parser.parse_args()
 
     azurite_port = free_port()
-    azurite = start_azurite(azurite_port)
-    os.environ[TABLE_ENV] = (
-        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
-        f"AccountKey={AZURITE_KEY};TableEndpoint=http://127.0.0.1:{azurite_port}/devstoreaccount1;"
-    )
+    if not AZURITE.exists():
+        raise SystemExit(f"Azurite is not installed at {AZURITE}: run `make soak`, which installs it")
+    azurite = start_azurite(AZURITE, azurite_port)
+    os.environ[TABLE_ENV] = azurite_connection_string(azurite_port)
     demo = Demo(seed=42, evolve=False)
     document = demo.start()
     document.pop("listen_address")

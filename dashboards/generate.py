@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from exporter.serving.failures import COLUMNS
+
 HERE = Path(__file__).resolve().parent
 SCHEMA_VERSION = 41
 OVERVIEW_UID = "ingestion-failures-overview"
@@ -635,16 +637,8 @@ def tenant() -> dict[str, Any]:
 def failed_files_table() -> Panel:
     """The tenant's failed files by name, read from the exporter's /failures by the Infinity
     data source (its URL is the exporter; the query's URL is relative to it)."""
-    columns = [
-        ("source", "Source"),
-        ("platform", "Platform"),
-        ("error_type", "Error type"),
-        ("retry_count", "Retries"),
-        ("name", "File"),
-        ("location", "Location"),
-        ("message", "Message"),
-        ("failed_at", "Failed at"),
-    ]
+    # The exporter's own page's columns; the tenant is the dashboard's, first_seen is left out.
+    columns = [(name, title) for name, title in COLUMNS if name not in ("tenant", "first_seen")]
     return {
         "type": "table",
         "title": "Failed files by name",

@@ -30,6 +30,11 @@ def as_count(value: Any) -> int:
     return 0
 
 
+def text_of(value: Any) -> str:
+    """A descriptive field as text: a string as it is, anything else (a number, null) printed."""
+    return value if isinstance(value, str) else "" if value is None else str(value)
+
+
 def excerpt(text: str, limit: int = 200) -> str:
     """The start of a text a server sent, on one line, for an error message a person reads."""
     flat = " ".join("".join(c if c.isprintable() else " " for c in text).split())

@@ -19,6 +19,9 @@ class Redactor:
     def __init__(self, secrets: Iterable[str]) -> None:
         self._secrets: list[str] = []
         self._issued: deque[str] = deque(maxlen=ISSUED_KEPT)
+        # What scrub replaces, in order: sorted when a secret is learnt, not at every scrub
+        # (every log line and every /failures row is scrubbed).
+        self._order: tuple[str, ...] = ()
         self.add(secrets)
 
     def add(self, secrets: Iterable[str]) -> None:
@@ -26,15 +29,19 @@ class Redactor:
         known = {*self._secrets, *(s for s in secrets if s)}
         # Longest first, so that a secret containing another is replaced whole.
         self._secrets = sorted(known, key=len, reverse=True)
+        self._reorder()
 
     def add_issued(self, secret: str) -> None:
         """A secret a platform issued at run time (thread-safe: sources call it from polls)."""
         # A very short value would redact ordinary words; no platform issues tokens that short.
         if len(secret) >= ISSUED_MIN_CHARS and secret not in self._issued:
             self._issued.append(secret)
+            self._reorder()
+
+    def _reorder(self) -> None:
+        self._order = (*self._secrets, *sorted(self._issued, key=len, reverse=True))
 
     def scrub(self, text: str) -> str:
-        issued = sorted(self._issued, key=len, reverse=True)
-        for secret in (*self._secrets, *issued):
+        for secret in self._order:
             text = text.replace(secret, REDACTED)
         return text

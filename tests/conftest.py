@@ -17,12 +17,12 @@ import pytest
 import yaml
 
 from exporter.simulators.rezolve import RezolveFile, RezolveSimulator
+from exporter.simulators.table import azurite_connection_string
+from exporter.simulators.table import start_azurite as azurite_process
 
 ROOT = Path(__file__).resolve().parent.parent
 AZURITE_BIN = ROOT / ".tools" / "node_modules" / ".bin" / "azurite-table"
 DEBIAN_BIN = ROOT / ".tools" / "debian" / "usr" / "bin"
-# The emulator's documented, public development account (not a secret).
-AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 TENANT_A = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 TENANT_B = "9b2d7c1e-0f4a-4d6b-8e3c-5a1b2c3d4e5f"
 
@@ -75,38 +75,14 @@ class Azurite:
 
     @property
     def connection_string(self) -> str:
-        return (
-            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
-            f"AccountKey={AZURITE_KEY};TableEndpoint=http://127.0.0.1:{self.port}/devstoreaccount1;"
-        )
+        return azurite_connection_string(self.port)
 
 
 def start_azurite(port: int, *options: str) -> subprocess.Popen[bytes]:
-    """Azurite's table service on ``port`` (in memory unless ``options`` give a ``--location``),
-    once it listens. Missing is a failure, never a skip."""
+    """Azurite's table service on ``port``, once it listens. Missing is a failure, never a skip."""
     if not AZURITE_BIN.exists():
         pytest.fail(f"Azurite is not installed at {AZURITE_BIN}: run `make test`, which installs it")
-    storage = list(options) if "--location" in options else ["--inMemoryPersistence", *options]
-    process = subprocess.Popen(
-        [
-            str(AZURITE_BIN),
-            *storage,
-            "--silent",
-            "--skipApiVersionCheck",
-            "--loose",
-            "--tableHost",
-            "127.0.0.1",
-            "--tablePort",
-            str(port),
-        ],
-    )
-    try:
-        wait_for_port(port, process=process)
-    except BaseException:
-        process.kill()
-        process.wait(timeout=10)
-        raise
-    return process
+    return azurite_process(AZURITE_BIN, port, *options)
 
 
 @pytest.fixture(scope="session")

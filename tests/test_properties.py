@@ -16,9 +16,9 @@ from exporter.config import build_settings
 from exporter.pipeline.aggregate import PollAggregator
 from exporter.pipeline.classify import BUILT_IN_RULES, UNKNOWN, Classifier
 from exporter.records import FailureRecord, PollError, Reason
-from exporter.sources.azure_table import AzureTableSource
+from exporter.simulators.table import azurite_connection_string
+from exporter.sources.azure_table import AzureTableSource, TableColumns
 from exporter.sources.rezolve import failed_files, to_record
-from tests.conftest import AZURITE_KEY
 
 TAXONOMY = {error_type for error_type, _ in BUILT_IN_RULES} | {UNKNOWN}
 # Any text, lone surrogates included: JSON's \ud800 escapes decode to them.
@@ -137,10 +137,7 @@ TABLE_SOURCE = AzureTableSource(
                 {
                     "name": "table",
                     "kind": "azure_table",
-                    "connection_string": (
-                        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
-                        f"AccountKey={AZURITE_KEY};TableEndpoint=http://127.0.0.1:1/devstoreaccount1;"
-                    ),
+                    "connection_string": azurite_connection_string(1),
                 }
             ]
         },
@@ -154,14 +151,7 @@ ENTITY = st.fixed_dictionaries(
     {"PartitionKey": st.text(max_size=30), "RowKey": st.text(max_size=30)},
     optional={
         column: TYPED
-        for column in (
-            "platform_type",
-            "content_type",
-            "error_type",
-            "error_message",
-            "failed_at",
-            "retry_count",
-        )
+        for column in TableColumns().model_dump().values()  # every column the source reads
     },
 )
 

@@ -14,6 +14,7 @@ import json
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -421,8 +422,6 @@ def _html_row(item: dict[str, Any]) -> str:
 def _time(epoch: float | None) -> str:
     if epoch is None:
         return ""
-    from datetime import UTC, datetime
-
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import random
+import socket
+import subprocess
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError
@@ -15,6 +18,47 @@ from exporter.simulators.rezolve import random_file
 from exporter.sources.rezolve import PLATFORMS
 
 AZURITE = "UseDevelopmentStorage=true"
+# The emulator's documented, public development account key (not a secret).
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def azurite_connection_string(port: int) -> str:
+    return (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+        f"AccountKey={AZURITE_KEY};TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+    )
+
+
+def start_azurite(
+    binary: Path, port: int, *options: str, wait_seconds: float = 30.0
+) -> subprocess.Popen[bytes]:
+    """Azurite's table service (``binary``) on 127.0.0.1:``port``, returned once it listens; in
+    memory unless ``options`` give a ``--location``."""
+    storage = list(options) if "--location" in options else ["--inMemoryPersistence", *options]
+    process = subprocess.Popen(
+        [
+            str(binary),
+            *storage,
+            "--silent",
+            "--skipApiVersionCheck",
+            "--loose",
+            "--tableHost",
+            "127.0.0.1",
+            "--tablePort",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + wait_seconds
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return process
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    process.wait(timeout=10)
+    raise RuntimeError(f"Azurite did not listen on 127.0.0.1:{port} (exit code {process.returncode})")
 
 
 def failure_entity(

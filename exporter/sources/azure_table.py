@@ -28,9 +28,9 @@ from azure.data.tables import TableClient
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from exporter.configtypes import Frozen, SecretFile, SourceConfig, check_http_url
-from exporter.records import FailureRecord, PollError, Reason, as_count, excerpt
+from exporter.records import FailureRecord, PollError, Reason, as_count, excerpt, text_of
 from exporter.sources.base import RecordSink, Source, parse_timestamp
-from exporter.sources.rezolve import PLATFORMS, text_of
+from exporter.sources.rezolve import PLATFORMS
 
 DEFAULT_CONTENT_TYPES = {
     f"{platform}_{kind}": platform for platform in PLATFORMS for kind in ("article", "attachment")

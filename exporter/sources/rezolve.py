@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr
 
 from exporter.configtypes import Frozen, HttpSourceConfig, SecretFile
-from exporter.records import FailureRecord, PollError, Reason, as_count
+from exporter.records import FailureRecord, PollError, Reason, as_count, text_of
 from exporter.sources.base import RecordSink, gather_parts, parse_timestamp
 from exporter.sources.http import HttpSource
 
@@ -81,11 +81,6 @@ def failed_files(body: Any) -> list[dict[str, Any]]:
     ):
         raise PollError(Reason.INVALID_RESPONSE, "data.failed_files is missing or not a list of files")
     return entries
-
-
-def text_of(value: Any) -> str:
-    """A descriptive field as text: a string as it is, anything else (a number, null) printed."""
-    return value if isinstance(value, str) else "" if value is None else str(value)
 
 
 def to_record(entry: dict[str, Any], tenant: str, platform: str, scope: str) -> FailureRecord:
