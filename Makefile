@@ -46,9 +46,9 @@ demo: setup $(AZURITE)
 	$(BIN)/ingestion-failure-exporter --demo
 
 lint: setup
-	$(BIN)/ruff check exporter tests bench dashboards
-	$(BIN)/ruff format --check exporter tests bench dashboards
-	$(BIN)/mypy exporter
+	$(BIN)/ruff check exporter tests bench mixin
+	$(BIN)/ruff format --check exporter tests bench mixin
+	$(BIN)/mypy exporter mixin
 
 # Command 2 of the README: lint, types and the whole test suite against real parts.
 test: setup $(AZURITE) $(PROMETHEUS_TOOLS) $(CHROMIUM) lint

@@ -234,7 +234,14 @@ def infinity_queries(board: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 def test_the_stack_alerts_and_every_dashboard_panel_has_data(stack: Stack, webhook: Webhook) -> None:
     # Every dashboard panel returns data, with "All" for the multi-value variables and, for the
     # tenant dashboard, a tenant that has failures at the retry cap.
-    everything = {"source": ".*", "tenant": ".*", "platform": ".*", "error_type": ".*"}
+    everything = {
+        "job": ".+",
+        "instance": ".+",
+        "source": ".*",
+        "tenant": ".*",
+        "platform": ".*",
+        "error_type": ".*",
+    }
     eventually(lambda: stack.query("source:ingestion_source_poll_duration_seconds:p95_5m > 0"), 60)
     at_cap = eventually(lambda: stack.query('ingestion_failed_files{retry_count=~".*\\\\+"}'), 30)
     tenant = at_cap[0]["metric"]["tenant"]

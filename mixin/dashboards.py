@@ -1,37 +1,35 @@
-"""Generates the Grafana dashboards in this folder.
-
-    python dashboards/generate.py          # write overview.json and tenant.json
-    python dashboards/generate.py --check  # exit 1 if the committed JSON differs
+"""The Grafana dashboards, from the mixin's configuration (``python -m mixin`` writes them).
 
 Panels are declared once here; the JSON files are what users import. Every panel's PromQL is
-also what the end-to-end test evaluates against a real Prometheus.
+also what the end-to-end test evaluates against a real Prometheus, and what the lint tests hold
+to Grafana's dashboard-linter rules: every selector has ``job`` and ``instance`` matchers, and
+every failure count is taken with ``max`` over the replica labels, so that identical replicas
+are counted once and shards (whose series never overlap) are summed.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
 from exporter.serving.failures import COLUMNS
+from mixin import Config
 
-HERE = Path(__file__).resolve().parent
 SCHEMA_VERSION = 41
 OVERVIEW_UID = "ingestion-failures-overview"
 TENANT_UID = "ingestion-failures-tenant"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
 # Label filters, with Grafana's variables. Multi-value variables expand to a regex.
-FILES = 'source=~"$source", tenant=~"$tenant", platform=~"$platform", error_type=~"$error_type"'
-PLACES = 'source=~"$source", tenant=~"$tenant", platform=~"$platform"'
-SOURCES = 'source=~"$source"'
+SCOPE = 'job=~"$job", instance=~"$instance"'
+FILES = f'{SCOPE}, source=~"$source", tenant=~"$tenant", platform=~"$platform", error_type=~"$error_type"'
+PLACES = f'{SCOPE}, source=~"$source", tenant=~"$tenant", platform=~"$platform"'
+SOURCES = f'{SCOPE}, source=~"$source"'
+# Files at the retry cap: their retry_count label ends in "+" ("5+").
+AT_CAP = 'retry_count=~".*\\\\+"'
 TENANT_LINK = (
     f"/d/{TENANT_UID}/ingestion-failures-tenant?var-tenant=${{__field.labels.tenant}}&${{source:queryparam}}"
 )
-# The exporter's address as people's browsers reach it: the /failures page links go there.
-EXPORTER_URL_DEFAULT = "http://localhost:9890"
 INFINITY = {"type": "yesoreyeram-infinity-datasource", "uid": "${failures_datasource}"}
 
 
@@ -42,15 +40,17 @@ def failures_link(title: str, **labels: str) -> dict[str, Any]:
     return {"title": title, "url": f"${{exporter_url}}/failures?format=html&{query}", "targetBlank": True}
 
 
-def exporter_url_variable() -> dict[str, Any]:
+def exporter_url_variable(config: Config) -> dict[str, Any]:
+    """The exporter's address as people's browsers reach it: the /failures links go there."""
+    url = config.exporter_url
     return {
         "type": "textbox",
         "name": "exporter_url",
         "label": "Exporter URL",
         "description": "The exporter's address as your browser reaches it, for the failed-files links.",
-        "query": EXPORTER_URL_DEFAULT,
-        "current": {"text": EXPORTER_URL_DEFAULT, "value": EXPORTER_URL_DEFAULT},
-        "options": [{"selected": True, "text": EXPORTER_URL_DEFAULT, "value": EXPORTER_URL_DEFAULT}],
+        "query": url,
+        "current": {"text": url, "value": url},
+        "options": [{"selected": True, "text": url, "value": url}],
         "hide": 0,
     }
 
@@ -160,7 +160,9 @@ def table(title: str, description: str, expr: str, **kw: Any) -> Panel:
     return built
 
 
-def variable(name: str, label: str, query: str, *, multi: bool = True) -> dict[str, Any]:
+def variable(
+    name: str, label: str, query: str, *, multi: bool = True, all_value: str = ".*"
+) -> dict[str, Any]:
     return {
         "type": "query",
         "name": name,
@@ -172,9 +174,20 @@ def variable(name: str, label: str, query: str, *, multi: bool = True) -> dict[s
         "sort": 1,
         "multi": multi,
         "includeAll": multi,
-        "allValue": ".*" if multi else None,
+        "allValue": all_value if multi else None,
         "current": {"selected": True, "text": ["All"], "value": ["$__all"]} if multi else {},
     }
+
+
+def scope_variables(config: Config) -> list[dict[str, Any]]:
+    """``job`` and ``instance``, as the dashboard linter asks: multi-value, with "All" as ``.+``.
+    Pick one instance to see one shard or one replica."""
+    jobs = f"label_values(ingestion_source_info{{{config.selector}}}, job)"
+    instances = 'label_values(ingestion_source_info{job=~"$job"}, instance)'
+    return [
+        variable("job", "Job", jobs, all_value=".+"),
+        variable("instance", "Instance", instances, all_value=".+"),
+    ]
 
 
 def datasource_variable() -> dict[str, Any]:
@@ -216,7 +229,8 @@ def dashboard(
     }
 
 
-def overview() -> dict[str, Any]:
+def overview(config: Config) -> dict[str, Any]:
+    once = config.dedup
     grid = Layout()
     tenant_files = failures_link("Failed files of this tenant", tenant="${__field.labels.tenant}")
     tenant_link = [{"title": "Tenant details", "url": TENANT_LINK}, tenant_files]
@@ -226,7 +240,7 @@ def overview() -> dict[str, Any]:
             stat(
                 "Failed files",
                 "Failure records in the latest successful polls.",
-                f"sum(ingestion_failed_files{{{FILES}}})",
+                f"sum({once(f'ingestion_failed_files{{{FILES}}}')})",
             ),
             4,
             4,
@@ -235,7 +249,7 @@ def overview() -> dict[str, Any]:
             stat(
                 "New in the last hour",
                 "Failure records first seen in the last hour.",
-                f"sum(increase(ingestion_failed_files_discovered_total{{{FILES}}}[1h]))",
+                f"sum({once(f'increase(ingestion_failed_files_discovered_total{{{FILES}}}[1h])')})",
             ),
             4,
             4,
@@ -244,7 +258,7 @@ def overview() -> dict[str, Any]:
             stat(
                 "Resolved in the last hour",
                 "Failure records that disappeared in the last hour.",
-                f"sum(increase(ingestion_failed_files_resolved_total{{{PLACES}}}[1h]))",
+                f"sum({once(f'increase(ingestion_failed_files_resolved_total{{{PLACES}}}[1h])')})",
             ),
             4,
             4,
@@ -253,7 +267,7 @@ def overview() -> dict[str, Any]:
             stat(
                 "At the retry cap",
                 "Files that failed retry_count_cap times or more: retries are not helping.",
-                f'sum(ingestion_failed_files{{{FILES}, retry_count=~".*\\\\+"}})',
+                f"sum({once(f'ingestion_failed_files{{{FILES}, {AT_CAP}}}')})",
                 thresholds=[(None, "green"), (1, "orange")],
             ),
             4,
@@ -288,7 +302,8 @@ def overview() -> dict[str, Any]:
                 "Current failure records, by platform.",
                 [
                     target(
-                        f"sum by (platform) (source_tenant_platform_error_type:ingestion_failed_files:sum{{{FILES}}})",
+                        "sum by (platform) "
+                        f"({once(f'source_tenant_platform_error_type:ingestion_failed_files:sum{{{FILES}}}')})",
                         "{{platform}}",
                     )
                 ],
@@ -303,7 +318,8 @@ def overview() -> dict[str, Any]:
                 "Current failure records, by error type.",
                 [
                     target(
-                        f"sum by (error_type) (source_tenant_platform_error_type:ingestion_failed_files:sum{{{FILES}}})",
+                        "sum by (error_type) "
+                        f"({once(f'source_tenant_platform_error_type:ingestion_failed_files:sum{{{FILES}}}')})",
                         "{{error_type}}",
                     )
                 ],
@@ -318,12 +334,17 @@ def overview() -> dict[str, Any]:
                 "Records first seen, and records gone, over the last hour.",
                 [
                     target(
-                        f"sum(source_tenant_platform_error_type:ingestion_failed_files_discovered:increase1h{{{FILES}}})",
+                        "sum("
+                        + once(
+                            "source_tenant_platform_error_type:ingestion_failed_files_discovered:increase1h"
+                            f"{{{FILES}}}"
+                        )
+                        + ")",
                         "new",
                         "A",
                     ),
                     target(
-                        f"sum(source_tenant_platform:ingestion_failed_files_resolved:increase1h{{{PLACES}}})",
+                        f"sum({once(f'source_tenant_platform:ingestion_failed_files_resolved:increase1h{{{PLACES}}}')})",
                         "resolved",
                         "B",
                     ),
@@ -336,7 +357,8 @@ def overview() -> dict[str, Any]:
             bars(
                 "Top tenants",
                 "Tenants with the most current failures. Click for the tenant's dashboard.",
-                f"topk(10, sum by (tenant) (source_tenant_platform:ingestion_failed_files:sum{{{PLACES}}}))",
+                "topk(10, sum by (tenant) "
+                f"({once(f'source_tenant_platform:ingestion_failed_files:sum{{{PLACES}}}')}))",
                 "{{tenant}}",
                 links=tenant_link,
             ),
@@ -347,7 +369,8 @@ def overview() -> dict[str, Any]:
             bars(
                 "Retry count distribution",
                 "Current failures by how often they were retried.",
-                f"sum by (retry_count) (source_tenant_platform_retry_count:ingestion_failed_files:sum{{{PLACES}}})",
+                "sum by (retry_count) "
+                f"({once(f'source_tenant_platform_retry_count:ingestion_failed_files:sum{{{PLACES}}}')})",
                 "{{retry_count}}",
             ),
             6,
@@ -357,7 +380,8 @@ def overview() -> dict[str, Any]:
             table(
                 "Oldest unresolved failure by tenant and platform",
                 "How long the oldest current failure has been there. Click a tenant for details.",
-                f"time() - ingestion_failed_files_oldest_timestamp_seconds{{{PLACES}}}",
+                f"time() - min without ({config.replicas}) "
+                f"(ingestion_failed_files_oldest_timestamp_seconds{{{PLACES}}})",
                 unit="s",
                 links=[
                     tenant_link[0],
@@ -377,7 +401,7 @@ def overview() -> dict[str, Any]:
         grid.place(
             stat(
                 "Up",
-                "1 if the source's latest poll succeeded completely.",
+                "1 if the source's latest poll succeeded completely, on each exporter that polls it.",
                 f"ingestion_source_up{{{SOURCES}}}",
                 thresholds=[(None, "red"), (1, "green")],
             ),
@@ -390,7 +414,8 @@ def overview() -> dict[str, Any]:
                 "Seconds since each source's latest successful poll.",
                 [
                     target(
-                        f"time() - ingestion_source_last_success_timestamp_seconds{{{SOURCES}}}", "{{source}}"
+                        f"time() - ingestion_source_last_success_timestamp_seconds{{{SOURCES}}}",
+                        "{{source}} on {{instance}}",
                     )
                 ],
                 unit="s",
@@ -402,7 +427,12 @@ def overview() -> dict[str, Any]:
             timeseries(
                 "Poll duration p95",
                 "95th percentile of poll duration over 5 minutes.",
-                [target(f"source:ingestion_source_poll_duration_seconds:p95_5m{{{SOURCES}}}", "{{source}}")],
+                [
+                    target(
+                        f"source:ingestion_source_poll_duration_seconds:p95_5m{{{SOURCES}}}",
+                        "{{source}} on {{instance}}",
+                    )
+                ],
                 unit="s",
             ),
             6,
@@ -414,8 +444,9 @@ def overview() -> dict[str, Any]:
                 "Failed polls in the last hour, by source and reason.",
                 [
                     target(
-                        f"sum by (source, reason) (increase(ingestion_source_poll_errors_total{{{SOURCES}}}[1h]))",
-                        "{{source}} {{reason}}",
+                        "sum by (instance, source, reason) "
+                        f"(increase(ingestion_source_poll_errors_total{{{SOURCES}}}[1h]))",
+                        "{{source}} {{reason}} on {{instance}}",
                     )
                 ],
             ),
@@ -426,7 +457,7 @@ def overview() -> dict[str, Any]:
             timeseries(
                 "Series dropped at the cap",
                 "Label sets dropped by max_series_per_source.",
-                [target(f"ingestion_source_series_dropped{{{SOURCES}}}", "{{source}}")],
+                [target(f"ingestion_source_series_dropped{{{SOURCES}}}", "{{source}} on {{instance}}")],
             ),
             12,
             6,
@@ -435,22 +466,26 @@ def overview() -> dict[str, Any]:
             timeseries(
                 "Records scanned per poll",
                 "Records read in each source's latest poll.",
-                [target(f"ingestion_source_records_scanned{{{SOURCES}}}", "{{source}}")],
+                [target(f"ingestion_source_records_scanned{{{SOURCES}}}", "{{source}} on {{instance}}")],
             ),
             12,
             6,
         ),
     ]
     variables = [
-        variable("source", "Source", "label_values(ingestion_source_info, source)"),
-        variable("tenant", "Tenant", 'label_values(ingestion_failed_files{source=~"$source"}, tenant)'),
+        *scope_variables(config),
+        variable("source", "Source", f"label_values(ingestion_source_info{{{SCOPE}}}, source)"),
+        variable(
+            "tenant", "Tenant", f'label_values(ingestion_failed_files{{{SCOPE}, source=~"$source"}}, tenant)'
+        ),
         variable(
             "platform",
             "Platform",
-            'label_values(ingestion_failed_files{source=~"$source", tenant=~"$tenant"}, platform)',
+            f'label_values(ingestion_failed_files{{{SCOPE}, source=~"$source", tenant=~"$tenant"}}, '
+            "platform)",
         ),
         variable("error_type", "Error type", f"label_values(ingestion_failed_files{{{PLACES}}}, error_type)"),
-        exporter_url_variable(),
+        exporter_url_variable(config),
     ]
     return dashboard(
         OVERVIEW_UID,
@@ -461,15 +496,16 @@ def overview() -> dict[str, Any]:
     )
 
 
-def tenant() -> dict[str, Any]:
+def tenant(config: Config) -> dict[str, Any]:
+    once = config.dedup
     grid = Layout()
-    one = 'tenant="$tenant", source=~"$source"'
+    one = f'{SCOPE}, tenant="$tenant", source=~"$source"'
     panels = [
         grid.place(
             stat(
                 "Failed files",
                 "Current failure records of this tenant.",
-                f"sum(ingestion_failed_files{{{one}}})",
+                f"sum({once(f'ingestion_failed_files{{{one}}}')})",
                 links=[failures_link("Failed files of this tenant", tenant="${tenant}")],
             ),
             6,
@@ -479,7 +515,7 @@ def tenant() -> dict[str, Any]:
             stat(
                 "New in the last hour",
                 "Records first seen in the last hour.",
-                f"sum(increase(ingestion_failed_files_discovered_total{{{one}}}[1h]))",
+                f"sum({once(f'increase(ingestion_failed_files_discovered_total{{{one}}}[1h])')})",
             ),
             6,
             4,
@@ -488,7 +524,7 @@ def tenant() -> dict[str, Any]:
             stat(
                 "At the retry cap",
                 "Failures retried retry_count_cap times or more.",
-                f'sum(ingestion_failed_files{{{one}, retry_count=~".*\\\\+"}})',
+                f"sum({once(f'ingestion_failed_files{{{one}, {AT_CAP}}}')})",
             ),
             6,
             4,
@@ -510,7 +546,8 @@ def tenant() -> dict[str, Any]:
                 "Current failures, by platform.",
                 [
                     target(
-                        f"sum by (platform) (source_tenant_platform:ingestion_failed_files:sum{{{one}}})",
+                        "sum by (platform) "
+                        f"({once(f'source_tenant_platform:ingestion_failed_files:sum{{{one}}}')})",
                         "{{platform}}",
                     )
                 ],
@@ -531,7 +568,8 @@ def tenant() -> dict[str, Any]:
                 "Current failures, by error type.",
                 [
                     target(
-                        f"sum by (error_type) (source_tenant_platform_error_type:ingestion_failed_files:sum{{{one}}})",
+                        "sum by (error_type) "
+                        f"({once(f'source_tenant_platform_error_type:ingestion_failed_files:sum{{{one}}}')})",
                         "{{error_type}}",
                     )
                 ],
@@ -552,7 +590,8 @@ def tenant() -> dict[str, Any]:
                 "Current failures, by retry count.",
                 [
                     target(
-                        f"sum by (retry_count) (source_tenant_platform_retry_count:ingestion_failed_files:sum{{{one}}})",
+                        "sum by (retry_count) "
+                        f"({once(f'source_tenant_platform_retry_count:ingestion_failed_files:sum{{{one}}}')})",
                         "{{retry_count}}",
                     )
                 ],
@@ -566,12 +605,17 @@ def tenant() -> dict[str, Any]:
                 "Records first seen and records gone, per hour.",
                 [
                     target(
-                        f"sum(source_tenant_platform_error_type:ingestion_failed_files_discovered:increase1h{{{one}}})",
+                        "sum("
+                        + once(
+                            "source_tenant_platform_error_type:ingestion_failed_files_discovered:increase1h"
+                            f"{{{one}}}"
+                        )
+                        + ")",
                         "new",
                         "A",
                     ),
                     target(
-                        f"sum(source_tenant_platform:ingestion_failed_files_resolved:increase1h{{{one}}})",
+                        f"sum({once(f'source_tenant_platform:ingestion_failed_files_resolved:increase1h{{{one}}}')})",
                         "resolved",
                         "B",
                     ),
@@ -584,7 +628,8 @@ def tenant() -> dict[str, Any]:
             table(
                 "Current failures",
                 "Failure records by platform, error type and retry count.",
-                f"sum by (source, platform, error_type, retry_count) (ingestion_failed_files{{{one}}})",
+                "sum by (source, platform, error_type, retry_count) "
+                f"({once(f'ingestion_failed_files{{{one}}}')})",
                 links=[
                     failures_link(
                         "These failed files",
@@ -601,14 +646,19 @@ def tenant() -> dict[str, Any]:
         grid.place(failed_files_table(), 24, 12),
     ]
     variables = [
-        variable("tenant", "Tenant", "label_values(ingestion_failed_files, tenant)", multi=False),
-        variable("source", "Source", 'label_values(ingestion_failed_files{tenant="$tenant"}, source)'),
-        exporter_url_variable(),
+        *scope_variables(config),
+        variable("tenant", "Tenant", f"label_values(ingestion_failed_files{{{SCOPE}}}, tenant)", multi=False),
+        variable(
+            "source", "Source", f'label_values(ingestion_failed_files{{{SCOPE}, tenant="$tenant"}}, source)'
+        ),
+        exporter_url_variable(config),
         {
             "type": "datasource",
             "name": "failures_datasource",
             "label": "Failed files data source",
-            "description": "An Infinity data source whose URL is the exporter, as Grafana's server reaches it.",
+            "description": (
+                "An Infinity data source whose URL is the exporter, as Grafana's server reaches it."
+            ),
             "query": INFINITY["type"],
             "refresh": 1,
             "current": {},
@@ -676,7 +726,7 @@ def failed_files_table() -> Panel:
             }
         ],
         "fieldConfig": {
-            "defaults": {},
+            "defaults": {"unit": "none"},
             "overrides": [
                 {
                     "matcher": {"id": "byName", "options": "Location"},
@@ -696,30 +746,9 @@ def failed_files_table() -> Panel:
 DASHBOARDS = {"overview.json": overview, "tenant.json": tenant}
 
 
-def render(build: Any) -> str:
-    return json.dumps(build(), indent=2, ensure_ascii=False) + "\n"
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--check", action="store_true", help="fail if the committed JSON is not what this generates"
-    )
-    args = parser.parse_args()
-    stale = []
-    for name, build in DASHBOARDS.items():
-        path = HERE / name
-        text = render(build)
-        if args.check:
-            if not path.exists() or path.read_text(encoding="utf-8") != text:
-                stale.append(name)
-        else:
-            path.write_text(text, encoding="utf-8")
-    if stale:
-        print(f"out of date: {', '.join(stale)}; run python dashboards/generate.py", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def render(config: Config) -> dict[str, str]:
+    """Each dashboard's file name and JSON text."""
+    return {
+        name: json.dumps(build(config), indent=2, ensure_ascii=False) + "\n"
+        for name, build in DASHBOARDS.items()
+    }
