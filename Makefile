@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 TOOLS := .tools
 AZURITE_VERSION := 3.37.0
 AZURITE := $(TOOLS)/node_modules/.bin/azurite-table
+# The Prometheus Operator's object schemas, for validating the Kubernetes manifests.
+OPERATOR_MODELS_VERSION := 6.0.0
+OPERATOR_MODELS := $(TOOLS)/node_modules/@kubernetes-models/prometheus-operator/package.json
 # Prometheus, promtool, Alertmanager and amtool from Debian's packages, unpacked into the project:
 # nothing is installed system-wide, so no service starts and nothing else needs stopping.
 DEBIAN_PACKAGES := prometheus prometheus-alertmanager
@@ -23,6 +26,10 @@ $(VENV)/.installed: pyproject.toml
 
 $(AZURITE):
 	npm install --prefix $(TOOLS) --no-audit --no-fund --loglevel=error azurite@$(AZURITE_VERSION)
+
+$(OPERATOR_MODELS):
+	npm install --prefix $(TOOLS) --no-audit --no-fund --loglevel=error \
+	    @kubernetes-models/prometheus-operator@$(OPERATOR_MODELS_VERSION)
 
 $(PROMETHEUS_TOOLS) &:
 	apt-get update -qq
@@ -51,7 +58,7 @@ lint: setup
 	$(BIN)/mypy exporter mixin
 
 # Command 2 of the README: lint, types and the whole test suite against real parts.
-test: setup $(AZURITE) $(PROMETHEUS_TOOLS) $(CHROMIUM) lint
+test: setup $(AZURITE) $(OPERATOR_MODELS) $(PROMETHEUS_TOOLS) $(CHROMIUM) lint
 	$(BIN)/pytest
 
 bench: setup soak

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from mixin import Config, load
 from mixin.alerts import prometheus_rule, rule_groups
@@ -95,14 +96,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = load(args.config)
-    except (OSError, yaml.YAMLError, ValueError) as error:
+    except ValidationError as error:
+        for problem in error.errors():
+            where = ".".join(str(part) for part in problem["loc"])
+            print(f"mixin configuration: {where}: {problem['msg']}", file=sys.stderr)
+        return 2
+    except (OSError, yaml.YAMLError) as error:
         print(f"mixin configuration: {error}", file=sys.stderr)
         return 2
     files = outputs(config, args.out_dir)
     if args.check:
         stale = [p for p, text in files.items() if not p.exists() or p.read_text(encoding="utf-8") != text]
         for path in stale:
-            print(f"out of date: {path.relative_to(ROOT)}; run python -m mixin", file=sys.stderr)
+            print(f"out of date: {path}; run python -m mixin", file=sys.stderr)
         return 1 if stale else 0
     for path, text in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
