@@ -61,7 +61,8 @@ lint: setup
 test: setup $(AZURITE) $(OPERATOR_MODELS) $(PROMETHEUS_TOOLS) $(CHROMIUM) lint
 	$(BIN)/pytest
 
-bench: setup soak
+bench: setup $(AZURITE) soak
+	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/drilldown.py
 

@@ -110,6 +110,16 @@ class SourceConfig(Frozen):
         return [v for f in self.secret_fields if (v := self.secret(f))]
 
 
+class IncrementalReads(Frozen):
+    """Between full reads, a poll reads only the records changed since the last poll (minus
+    ``overlap``, for clocks and late writers) and keeps the rest. Every ``reconcile_every``-th
+    poll, and always the first, reads everything: only a full read sees deleted (resolved)
+    records. 1 reads everything every time."""
+
+    reconcile_every: int = Field(default=12, ge=1)
+    overlap: Duration = 300.0
+
+
 class HttpSourceConfig(SourceConfig):
     """A source read over HTTP with the shared client (retries, limits)."""
 

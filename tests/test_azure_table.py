@@ -193,6 +193,7 @@ def test_only_the_needed_columns_are_selected(azurite: Azurite, table: TableClie
         "retry_count",
         "file_name",
         "source_url",
+        "Timestamp",
     ]
 
 
@@ -269,8 +270,9 @@ def test_azurite_stopped_in_the_middle_of_a_read_then_restarted(tmp_path: Path) 
         rezolve.put(TENANT_A, "sharepoint", rezolve_file("r1", "PARSE_ERROR", "", time.time(), 0))
         document = {
             "sources": [
-                # Small pages make the read long enough to stop the emulator in its middle.
-                {**source(azurite, table, page_size=10), "timeout": "2s"},
+                # Small pages make the read long enough to stop the emulator in its middle. Every
+                # poll reads the whole table, so that the deleted entity is seen at once.
+                {**source(azurite, table, page_size=10, incremental={"reconcile_every": 1}), "timeout": "2s"},
                 rezolve.source_config("bystander", tenants=[ONE_TENANT]),
             ]
         }
@@ -323,3 +325,120 @@ def test_azurite_stopped_in_the_middle_of_a_read_then_restarted(tmp_path: Path) 
         rezolve.stop()
         emulator.terminate()
         emulator.wait(timeout=10)
+
+
+def test_incremental_polls_read_what_changed_and_count_as_full_reads_do(
+    azurite: Azurite, table: TableClient
+) -> None:
+    """Two exporters on one table: one reads only what changed between full reads every third
+    poll, the other reads everything every time. Between full reads their series, discovered
+    counts and /failures agree but for deleted entities, which the incremental one sees, and
+    counts resolved, at its next full read."""
+
+    def entity(i: int, retry: int = 1) -> dict[str, Any]:
+        return failure_entity(
+            f"tenant-{i // 100}",
+            f"file-{i:04d}",
+            error_type="PARSE_ERROR",
+            error_message="",
+            failed_at=1.7e9 + i,
+            retry_count=retry,
+            platform_type="sharepoint",
+        )
+
+    for start in range(0, 300, 100):
+        table.submit_transaction([("upsert", entity(i)) for i in range(start, min(start + 100, 299))])
+    # The last write alone: an incremental poll reads it again (it is the watermark), and the
+    # changes since, but no whole batch that shares its Timestamp.
+    table.upsert_entity(entity(299))
+    incremental = {"reconcile_every": 3, "overlap": "10ms"}
+    full = Exporter(
+        build_settings({"sources": [source(azurite, table, incremental={"reconcile_every": 1})]}, {})
+    )
+    partial = Exporter(build_settings({"sources": [source(azurite, table, incremental=incremental)]}, {}))
+
+    def counted(exporter: Exporter) -> dict[str, dict[frozenset[tuple[str, str]], float]]:
+        samples = parse_exposition(exporter.snapshot.text.decode())
+        names = ("ingestion_failed_files", "ingestion_failed_files_discovered_total")
+        return {name: series(samples, name) for name in names}
+
+    def resolved(exporter: Exporter) -> float:
+        samples = parse_exposition(exporter.snapshot.text.decode())
+        return sum(series(samples, "ingestion_failed_files_resolved_total").values())
+
+    def details(exporter: Exporter) -> set[str]:
+        result = exporter.states["table"].result
+        assert result is not None
+        return {detail[0] for detail in result.details.values()}
+
+    def scanned(exporter: Exporter) -> int:
+        result = exporter.states["table"].result
+        assert result is not None
+        return result.scanned
+
+    async def story() -> None:
+        try:
+            for exporter in (full, partial):
+                assert await exporter.poll_all()
+            assert counted(partial) == counted(full) and scanned(partial) == 300
+            # Two updated (a retry: a new label set), three new.
+            await asyncio.sleep(0.05)
+            table.upsert_entity(entity(7, retry=4))
+            table.upsert_entity(entity(8, retry=4))
+            table.submit_transaction([("upsert", entity(i)) for i in (900, 903, 906)])
+            for exporter in (full, partial):
+                assert await exporter.poll_all()
+            assert counted(partial) == counted(full)
+            assert details(partial) == details(full)
+            assert scanned(partial) < 10 and scanned(full) == 303  # the changes, and the overlap
+            # Two deleted: only a full read can tell.
+            table.delete_entity("tenant-0", "file-0000")
+            table.delete_entity("tenant-0", "file-0001")
+            for exporter in (full, partial):
+                assert await exporter.poll_all()
+            assert sum(counted(partial)["ingestion_failed_files"].values()) == 303
+            assert sum(counted(full)["ingestion_failed_files"].values()) == 301
+            assert (resolved(partial), resolved(full)) == (0, 2)
+            # The third poll since the full read is a full read again.
+            for exporter in (full, partial):
+                assert await exporter.poll_all()
+            assert counted(partial) == counted(full) and resolved(partial) == resolved(full) == 2
+            assert details(partial) == details(full) and scanned(partial) == 301
+        finally:
+            await full.aclose()
+            await partial.aclose()
+
+    asyncio.run(story())
+
+
+def test_incremental_reads_with_a_tenant_allow_list(azurite: Azurite, table: TableClient) -> None:
+    rows = [
+        failure_entity(
+            t, f"f-{t}-{i}", error_type="TIMEOUT", error_message="", failed_at=1.7e9, retry_count=0
+        )
+        for t in ("a", "b", "c")
+        for i in range(5)
+    ]
+    table.submit_transaction([("upsert", e) for e in rows if e["PartitionKey"] == "a"])
+    table.submit_transaction([("upsert", e) for e in rows if e["PartitionKey"] == "b"])
+    table.submit_transaction([("upsert", e) for e in rows if e["PartitionKey"] == "c"])
+    # Fifteen tenants in one filter at most: with the time comparison, fourteen.
+    tenants = ["a", "c", *(f"absent-{i}" for i in range(20))]
+    config = source(azurite, table, tenants=tenants, incremental={"overlap": "10ms"})
+    exporter = Exporter(build_settings({"sources": [config]}, {}))
+
+    async def story() -> None:
+        try:
+            assert await exporter.poll_all()
+            await asyncio.sleep(0.05)
+            table.upsert_entity({**rows[0], "RowKey": "new-a"})
+            table.upsert_entity({**rows[5], "RowKey": "new-b"})  # not a tenant of this source
+            assert await exporter.poll_all()
+        finally:
+            await exporter.aclose()
+
+    asyncio.run(story())
+    result = exporter.states["table"].result
+    # new-a, and the last batch written before the first poll (its Timestamp is the watermark)
+    assert result is not None and result.since_full_read == 1 and result.scanned <= 6
+    assert sum(failure_series(exporter).values()) == 11  # a's five, c's five, and new-a

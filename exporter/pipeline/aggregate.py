@@ -67,6 +67,10 @@ class PollResult:
     dropped: int
     details: Mapping[bytes, Detail] = field(default_factory=dict)
     details_truncated: bool = False
+    # For incremental sources: the latest change seen (the platform's clock), and how many
+    # incremental polls were merged into this result since its last full read.
+    watermark: float | None = None
+    since_full_read: int = 0
 
 
 class PollAggregator:
@@ -85,10 +89,15 @@ class PollAggregator:
         details: DetailLimits | None = None,
         earlier: Mapping[bytes, Detail] | None = None,
         seen_at: float = 0.0,
+        since: float | None = None,
     ) -> None:
         """``details`` keeps what section 9 serves; ``earlier`` (the previous result's details)
-        and ``seen_at`` (this poll's start) give each record its ``first_seen``."""
+        and ``seen_at`` (this poll's start) give each record its ``first_seen``. ``since`` makes
+        the poll incremental: the source sends only what changed since then, and ``finish``
+        merges it into the previous result."""
         self.deadline = deadline
+        self.since = since
+        self._watermark: float | None = None
         self._classifier = classifier
         self._cap = retry_count_cap
         self._max_series = max_series
@@ -146,6 +155,10 @@ class PollAggregator:
         identity = "/".join(record.identity)
         self._details[key] = (identity, name, location, message, record.retry_count, first_seen, folder)
 
+    def changed_at(self, moment: float) -> None:
+        if self._watermark is None or moment > self._watermark:
+            self._watermark = moment
+
     def fail(self, scope: str, error: PollError) -> None:
         """One part of the poll failed; its previous records are kept (SPEC section 4)."""
         self.failures.setdefault(scope, error)
@@ -168,10 +181,15 @@ class PollAggregator:
         return True
 
     def finish(self, previous: PollResult | None) -> PollResult:
-        """The poll's result, with the previous records of every failed scope carried over."""
-        if previous is not None and self.failures:
+        """The poll's result, with the previous records of every failed scope carried over; of
+        an incremental poll, with every previous record it did not send again."""
+        incremental = self.since is not None and previous is not None
+        watermark = self._watermark
+        if incremental and previous is not None and previous.watermark is not None:
+            watermark = previous.watermark if watermark is None else max(watermark, previous.watermark)
+        if previous is not None and (self.failures or incremental):
             for key, (labels, failed_at, scope) in previous.entries.items():
-                if scope in self.failures and key not in self._entries:
+                if (incremental or scope in self.failures) and key not in self._entries:
                     placed = self._place(key, labels, failed_at, scope)
                     detail = previous.details.get(key)
                     if placed and detail is not None and self._limits is not None:
@@ -188,4 +206,6 @@ class PollAggregator:
             dropped=len(self._dropped),
             details=self._details,
             details_truncated=self._details_truncated,
+            watermark=watermark,
+            since_full_read=previous.since_full_read + 1 if incremental and previous is not None else 0,
         )

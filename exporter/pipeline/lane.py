@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.pipeline.aggregate import DetailLimits, PollAggregator
+from exporter.pipeline.aggregate import DetailLimits, PollAggregator, PollResult
 from exporter.pipeline.classify import Classifier
 from exporter.pipeline.render import Blocks, render_lane
 from exporter.pipeline.state import SourceState
@@ -44,6 +44,17 @@ class LaneSettings:
     @property
     def name(self) -> str:
         return str(self.source.name)
+
+
+def incremental_since(config: Any, previous: PollResult | None) -> float | None:
+    """Where an incremental source's next poll reads from; None for a full read: the first poll,
+    every ``reconcile_every``-th, and any poll with no change seen yet to start from."""
+    incremental = getattr(config, "incremental", None)
+    if incremental is None or previous is None or previous.watermark is None:
+        return None
+    if previous.since_full_read + 1 >= incremental.reconcile_every:
+        return None
+    return float(previous.watermark - incremental.overlap)
 
 
 class Lane:
@@ -113,6 +124,7 @@ class Lane:
         started = self._clock()
         previous = self.state.result
         aggregator = PollAggregator(
+            since=incremental_since(config, previous),
             classifier=self._classifier,
             retry_count_cap=self.settings.retry_count_cap,
             max_series=self.settings.max_series,

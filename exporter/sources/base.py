@@ -25,9 +25,20 @@ class RecordSink(Protocol):
         """The event loop's time by which the poll must have ended (``poll_timeout``)."""
         ...
 
+    @property
+    def since(self) -> float | None:
+        """For a source that can read only what changed: the moment (epoch seconds, the
+        platform's clock) from which to read; None when this poll must read everything."""
+        ...
+
     def wants(self, tenant: str) -> bool: ...
 
     def add(self, record: FailureRecord) -> None: ...
+
+    def changed_at(self, moment: float) -> None:
+        """When a record just added last changed, on the platform's clock (it sets the next
+        poll's ``since``)."""
+        ...
 
     def fail(self, scope: str, error: PollError) -> None: ...
 
