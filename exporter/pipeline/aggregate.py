@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from exporter.pipeline.classify import Classifier
 from exporter.records import FailureRecord, PollError
@@ -12,8 +12,8 @@ from exporter.records import FailureRecord, PollError
 # (tenant, platform, error_type, retry_count label)
 LabelKey = tuple[str, str, str, str]
 # What is kept of a record: its labels, its failed_at, its scope. Message, URL and the like are
-# not kept, so memory grows with label sets, plus one small digest per identity (needed to
-# tell discovered and resolved records apart between polls).
+# not kept, so memory grows with label sets, plus one small key per identity (needed to tell
+# discovered and resolved records apart between polls).
 Entry = tuple[LabelKey, float | None, str]
 # What a person reads of a record (SPEC section 9), kept apart from what is counted and only when
 # the drill-down is on: id, name, location, message (cut), retry_count (uncapped), first_seen,
@@ -38,9 +38,11 @@ class DetailLimits:
 MAX_LABEL_CHARS = 256
 
 
-def identity_digest(identity: tuple[str, ...]) -> bytes:
-    # surrogatepass: a lone surrogate (a JSON "\udcff" escape) is as good an identity as any.
-    return hashlib.blake2b("\x1f".join(identity).encode("utf-8", "surrogatepass"), digest_size=12).digest()
+# A record's identity is kept as its hash (64 bits, Python's own, stable within the process):
+# the key of its entry, by which polls tell discovered and resolved records apart. A tuple of
+# strings hashes in tens of nanoseconds where a cryptographic digest of it took 0.9 us, the
+# largest single cost of a record. Two of a million identities collide with odds of about 3e-8.
+Key = int
 
 
 def safe_label(value: str) -> str:
@@ -59,13 +61,13 @@ def retry_label(retry_count: int, cap: int) -> str:
 class PollResult:
     """What one (possibly partial) poll found; immutable once built."""
 
-    entries: Mapping[bytes, Entry]
+    entries: Mapping[Key, Entry]
     counts: Mapping[LabelKey, int]
     oldest: Mapping[tuple[str, str], float]
     newest: Mapping[tuple[str, str], float]
     scanned: int
     dropped: int
-    details: Mapping[bytes, Detail] = field(default_factory=dict)
+    details: Mapping[Key, Detail] = field(default_factory=dict)
     details_truncated: bool = False
     # For incremental sources: the latest change seen (the platform's clock), and how many
     # incremental polls were merged into this result since its last full read.
@@ -87,7 +89,7 @@ class PollAggregator:
         tenant: str | None = None,
         platform: str | None = None,
         details: DetailLimits | None = None,
-        earlier: Mapping[bytes, Detail] | None = None,
+        earlier: Mapping[Key, Detail] | None = None,
         seen_at: float = 0.0,
         since: float | None = None,
     ) -> None:
@@ -104,41 +106,62 @@ class PollAggregator:
         self._owns = owns_tenant
         self._tenant = tenant
         self._platform = platform
-        self._entries: dict[bytes, Entry] = {}
-        self._counts: dict[LabelKey, int] = {}
-        self._interned: dict[LabelKey, LabelKey] = {}
-        self._oldest: dict[tuple[str, str], float] = {}
-        self._newest: dict[tuple[str, str], float] = {}
+        self._entries: dict[Key, Entry] = {}
+        # Per label set: [the labels (one tuple shared by its entries), count, oldest, newest].
+        self._slots: dict[LabelKey, list[Any]] = {}
         self._dropped: set[LabelKey] = set()
         self._scanned = 0
+        # Label values repeat: each raw value is made safe once, each tenant's shard asked once.
+        self._safe: dict[str, str] = {}
+        self._owned: dict[str, bool] = {}
+        self._retry_labels = [retry_label(n, retry_count_cap) for n in range(max(retry_count_cap, 0) + 1)]
         self.failures: dict[str, PollError] = {}
         self._limits = details
-        self._earlier: Mapping[bytes, Detail] = earlier or {}
+        self._earlier: Mapping[Key, Detail] = earlier or {}
         self._seen_at = seen_at
-        self._details: dict[bytes, Detail] = {}
+        self._details: dict[Key, Detail] = {}
         # One copy of each message and location folder: they repeat heavily.
         self._shared: dict[str, str] = {}
         self._details_truncated = False
 
     def wants(self, tenant: str) -> bool:
         """Whether records of this tenant belong to this exporter's shard (sources may skip work)."""
-        return self._owns(self._tenant or safe_label(tenant))
+        return self._owns_label(self._tenant or self._safe_label(tenant))
+
+    def _safe_label(self, value: str) -> str:
+        safe = self._safe.get(value)
+        if safe is None:
+            safe = self._safe[value] = safe_label(value)
+        return safe
+
+    def _owns_label(self, tenant: str) -> bool:
+        owned = self._owned.get(tenant)
+        if owned is None:
+            owned = self._owned[tenant] = self._owns(tenant)
+        return owned
 
     def add(self, record: FailureRecord) -> None:
+        # The hot path of every poll (once per record): lookups are cached, calls kept few.
         self._scanned += 1
-        tenant = self._tenant or safe_label(record.tenant)
-        if not self._owns(tenant):
+        tenant = self._tenant or self._safe_label(record.tenant)
+        if not self._owns_label(tenant):
             return
-        key = identity_digest(record.identity)
+        key = hash(record.identity)
         if key in self._entries:
             return
         error_type = self._classifier.resolve(record.reported_type, record.message)
-        platform = self._platform or safe_label(record.platform)
-        labels = (tenant, platform, error_type, retry_label(record.retry_count, self._cap))
+        platform = self._platform or self._safe_label(record.platform)
+        retry = record.retry_count
+        labels = (
+            tenant,
+            platform,
+            error_type,
+            self._retry_labels[retry] if 0 <= retry < self._cap else retry_label(retry, self._cap),
+        )
         if self._place(key, labels, record.failed_at, record.scope) and self._limits is not None:
             self._keep_detail(key, record, self._limits)
 
-    def _keep_detail(self, key: bytes, record: FailureRecord, limits: DetailLimits) -> None:
+    def _keep_detail(self, key: Key, record: FailureRecord, limits: DetailLimits) -> None:
         if len(self._details) >= limits.max_records:
             self._details_truncated = True
             return
@@ -163,22 +186,34 @@ class PollAggregator:
         """One part of the poll failed; its previous records are kept (SPEC section 4)."""
         self.failures.setdefault(scope, error)
 
-    def _place(self, key: bytes, labels: LabelKey, failed_at: float | None, scope: str) -> bool:
+    def _place(self, key: Key, labels: LabelKey, failed_at: float | None, scope: str) -> bool:
         """Count a record; False if its label set is beyond the series cap (so not counted)."""
-        labels = self._interned.setdefault(labels, labels)
-        count = self._counts.get(labels)
-        if count is None and len(self._counts) >= self._max_series:
-            self._dropped.add(labels)
-            return False
-        self._counts[labels] = (count or 0) + 1
-        self._entries[key] = (labels, failed_at, scope)
+        slot = self._slots.get(labels)
+        if slot is None:
+            if len(self._slots) >= self._max_series:
+                self._dropped.add(labels)
+                return False
+            slot = self._slots[labels] = [labels, 0, None, None]
+        slot[1] += 1
+        self._entries[key] = (slot[0], failed_at, scope)
         if failed_at is not None:
-            pair = (labels[0], labels[1])
-            if failed_at < self._oldest.get(pair, float("inf")):
-                self._oldest[pair] = failed_at
-            if failed_at > self._newest.get(pair, float("-inf")):
-                self._newest[pair] = failed_at
+            if slot[2] is None or failed_at < slot[2]:
+                slot[2] = failed_at
+            if slot[3] is None or failed_at > slot[3]:
+                slot[3] = failed_at
         return True
+
+    def _by_place(self) -> tuple[dict[tuple[str, str], float], dict[tuple[str, str], float]]:
+        """The oldest and newest failed_at of each (tenant, platform), from the label sets'."""
+        oldest: dict[tuple[str, str], float] = {}
+        newest: dict[tuple[str, str], float] = {}
+        for labels, _, low, high in self._slots.values():
+            pair = (labels[0], labels[1])
+            if low is not None and low < oldest.get(pair, float("inf")):
+                oldest[pair] = low
+            if high is not None and high > newest.get(pair, float("-inf")):
+                newest[pair] = high
+        return oldest, newest
 
     def finish(self, previous: PollResult | None) -> PollResult:
         """The poll's result, with the previous records of every failed scope carried over; of
@@ -197,11 +232,12 @@ class PollAggregator:
                             self._details[key] = detail
                         else:
                             self._details_truncated = True
+        oldest, newest = self._by_place()
         return PollResult(
             entries=self._entries,
-            counts=self._counts,
-            oldest=self._oldest,
-            newest=self._newest,
+            counts={labels: count for labels, count, _, _ in self._slots.values()},
+            oldest=oldest,
+            newest=newest,
             scanned=self._scanned,
             dropped=len(self._dropped),
             details=self._details,

@@ -1,0 +1,455 @@
+"""Scale benchmarks: each target beside its baseline in the same run, as a ratio next to its bound.
+
+    python bench/scale.py [--only table,fanout,...] [--entities N]
+
+table    a poll of a 100k-entity FailureRecords table in Azurite after 100 rows changed, read
+         incrementally, vs a full read of the same table (bound: 0.10); and the full read vs the
+         bare azure-data-tables floor (listing the same columns, nothing else).
+
+Nothing here asserts: the figures go to docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import functools
+import gc
+import hashlib
+import json
+import multiprocessing
+import os
+import platform
+import re
+import socket
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from exporter.config import build_settings  # noqa: E402
+from exporter.runtime import Exporter  # noqa: E402
+from exporter.simulators.table import (  # noqa: E402
+    azurite_connection_string,
+    failure_entity,
+    fresh_table,
+    start_azurite,
+)
+
+AZURITE = ROOT / ".tools" / "node_modules" / ".bin" / "azurite-table"
+Row = tuple[str, str, str, str, str]  # target, variant, result, ratio, bound
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def median_of(samples: list[float]) -> float:
+    return statistics.median(samples)
+
+
+def wait_for_port(port: int, seconds: float = 30) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def bench_table(entities: int, changed: int, repeat: int) -> list[Row]:
+    port = free_port()
+    emulator = start_azurite(AZURITE, port)
+    try:
+        wait_for_port(port)
+        connection = azurite_connection_string(port)
+        table = fresh_table(connection, "ScaleFailures")
+        per_tenant = 100  # one transaction per tenant
+        tenants = entities // per_tenant
+        loaded = time.perf_counter()
+        for t in range(tenants):
+            table.submit_transaction(
+                [
+                    (
+                        "upsert",
+                        failure_entity(
+                            f"tenant-{t:05d}",
+                            f"file-{i:03d}",
+                            error_type="",
+                            error_message="Unable to parse document content",
+                            failed_at=1.7e9 + i,
+                            retry_count=i % 7,
+                            platform_type=("sharepoint", "servicenow", "confluence")[t % 3],
+                        ),
+                    )
+                    for i in range(per_tenant)
+                ]
+            )
+        loaded = time.perf_counter() - loaded
+        columns = [
+            "PartitionKey",
+            "RowKey",
+            "platform_type",
+            "content_type",
+            "error_type",
+            "error_message",
+            "failed_at",
+            "retry_count",
+            "file_name",
+            "source_url",
+            "Timestamp",
+        ]
+
+        def floor() -> None:
+            for _ in table.list_entities(select=columns, results_per_page=1000):
+                pass
+
+        floors = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            floor()
+            floors.append(time.perf_counter() - start)
+
+        def exporter(reconcile_every: int) -> Exporter:
+            config = {
+                "name": "table",
+                "kind": "azure_table",
+                "connection_string": connection,
+                "table_name": table.table_name,
+                "timeout": "60s",
+                # The table was written long before, in real life: an overlap of a second.
+                "incremental": {"reconcile_every": reconcile_every, "overlap": "1s"},
+            }
+            return Exporter(build_settings({"poll_timeout": "10m", "sources": [config]}, {}))
+
+        full_reads, incremental_reads, scanned = [], [], []
+        rng_row = 0
+
+        async def polls() -> None:
+            nonlocal rng_row
+            full, partial = exporter(1), exporter(10**6)
+            try:
+                await partial.poll_all()  # its first poll: a full read
+                # Steady state: each incremental read also reads again what changed within the
+                # overlap before the latest change seen (here, the previous round's changes).
+                for round in range(repeat + 1):
+                    timed = round > 0
+                    await asyncio.sleep(1.5)  # past the overlap
+                    start = time.perf_counter()
+                    assert await full.poll_all()
+                    if timed:
+                        full_reads.append(time.perf_counter() - start)
+                    for _ in range(changed):  # rows spread over the table, each a new retry
+                        t, i = rng_row % tenants, (rng_row * 7) % per_tenant
+                        rng_row += 1
+                        table.update_entity(
+                            {"PartitionKey": f"tenant-{t:05d}", "RowKey": f"file-{i:03d}", "retry_count": 9}
+                        )
+                    start = time.perf_counter()
+                    assert await partial.poll_all()
+                    if timed:
+                        incremental_reads.append(time.perf_counter() - start)
+                        result = partial.states["table"].result
+                        assert result is not None
+                        scanned.append(result.scanned)
+                full_count = sum(full.states["table"].result.counts.values())  # type: ignore[union-attr]
+                partial_count = sum(partial.states["table"].result.counts.values())  # type: ignore[union-attr]
+                assert full_count == partial_count == entities, (full_count, partial_count)
+            finally:
+                await full.aclose()
+                await partial.aclose()
+
+        asyncio.run(polls())
+    finally:
+        emulator.terminate()
+        emulator.wait(timeout=30)
+    bare, full_read, incremental = median_of(floors), median_of(full_reads), median_of(incremental_reads)
+    return [
+        (
+            f"table poll, {entities:,} entities (loaded in {loaded:.0f} s)",
+            "bare azure-data-tables listing (floor)",
+            f"{bare:.2f} s",
+            "",
+            "",
+        ),
+        ("", "full read (baseline)", f"{full_read:.2f} s", f"{full_read / bare:.2f}x the floor", ""),
+        (
+            "",
+            f"incremental read after {changed} changed rows (ours), {median_of(scanned):.0f} entities read",
+            f"{incremental:.3f} s",
+            f"{incremental / full_read:.3f} of a full read",
+            "at most 0.10",
+        ),
+    ]
+
+
+def serve_in_child(build: Callable[[], Any], latency: float, ports: Any, stop: Any) -> None:
+    """A simulator in a process of its own (its CPU is not the exporter's), every answer after
+    ``latency`` seconds, as a distant platform's."""
+    simulator = build()
+    simulator.inject(".*", delay=latency)
+    simulator.start()
+    ports.put(simulator.port)
+    stop.wait()
+    simulator.stop()
+
+
+class Served:
+    """A simulator built by ``build`` (a picklable function) in a child process."""
+
+    def __init__(self, build: Callable[[], Any], latency: float) -> None:
+        context = multiprocessing.get_context("spawn")
+        ports, self._stop = context.Queue(), context.Event()
+        self._process = context.Process(target=serve_in_child, args=(build, latency, ports, self._stop))
+        self._process.start()
+        self.port: int = ports.get(timeout=120)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._process.join(timeout=30)
+
+
+def answered_once(simulator: Any, handler: str) -> None:
+    """Make ``handler``'s answers once per path: the simulator's own CPU (building 200 items'
+    JSON at every request) must not be what the benchmark measures."""
+    build = getattr(simulator, handler)
+    answers: dict[str, Any] = {}
+
+    def cached(request: Any) -> Any:
+        if request.path not in answers:
+            answers[request.path] = build(request)
+        return answers[request.path]
+
+    for index, (method, pattern, bound) in enumerate(simulator._routes):
+        if getattr(bound, "__name__", "") == handler:
+            simulator._routes[index] = (method, pattern, cached)
+
+
+def commvault_simulator(jobs: int = 500, items: int = 200) -> Any:
+    from exporter.simulators.commvault import CommvaultSimulator, SimJob
+
+    simulator = CommvaultSimulator()
+    answered_once(simulator, "_failed_items")
+    now = time.time()
+    for j in range(jobs):
+        entities = [(f"C:\\Data\\share-{j}\\doc-{i:03d}.docx", "Access is denied.") for i in range(items)]
+        simulator.add_job(
+            SimJob(50_000 + j, "Windows File System", f"client-{j % 20}", "default", now - 60, entities)
+        )
+    return simulator
+
+
+def bare_client(base: str, paths: list[str], headers: dict[str, str], threads: int) -> None:
+    """The floor: ``threads`` threads, each with its own keep-alive httpx client, parsing JSON."""
+    import httpx
+
+    queue = list(paths)
+    lock = threading.Lock()
+
+    def work() -> None:
+        with httpx.Client(base_url=base, headers=headers) as client:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    path = queue.pop()
+                json.loads(client.get(path).content)
+
+    pool = [threading.Thread(target=work) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+
+
+def poll_seconds(config: dict[str, Any], repeat: int) -> tuple[float, Exporter]:
+    exporter = Exporter(build_settings({"poll_timeout": "10m", "sources": [config]}, {}))
+    samples = []
+
+    async def polls() -> None:
+        try:
+            for _ in range(repeat):
+                start = time.perf_counter()
+                assert await exporter.poll_all()
+                samples.append(time.perf_counter() - start)
+        finally:
+            await exporter.aclose()
+
+    asyncio.run(polls())
+    return median_of(samples), exporter
+
+
+def bench_commvault(jobs: int, items: int, latency: float, concurrency: int, repeat: int) -> list[Row]:
+    import httpx
+
+    served = Served(functools.partial(commvault_simulator, jobs, items), latency)
+    try:
+        base = f"http://127.0.0.1:{served.port}"
+        config = {
+            "name": "commvault",
+            "kind": "commvault",
+            "base_url": base,
+            "username": "svc-monitor",
+            "password": "demo-password",
+            "max_concurrency": concurrency,
+            "timeout": "60s",
+        }
+        ours, exporter = poll_seconds(config, repeat)
+        result = exporter.states["commvault"].result
+        assert result is not None and len(result.entries) == jobs * items
+        # The same requests: a login, the job pages one after another, then the failed items.
+        pages = -(-jobs // 100)
+        requests = 1 + pages + jobs
+        floors = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            with httpx.Client(base_url=base) as client:
+                login = {"username": "svc-monitor", "password": base64.b64encode(b"demo-password").decode()}
+                token = client.post("/Login", json=login).json()["token"]
+                for page in range(pages):
+                    client.get(
+                        "/Job", headers={"Authtoken": token, "limit": "100", "offset": str(page * 100)}
+                    )
+            paths = [f"/Job/{50_000 + j}/FailedItems" for j in range(jobs)]
+            bare_client(base, paths, {"Authtoken": token}, concurrency)
+            floors.append(time.perf_counter() - start)
+        floor = median_of(floors)
+    finally:
+        served.close()
+    ideal = requests / concurrency * latency
+    return fanout_rows(
+        f"Commvault poll, {jobs} jobs x {items} items, {latency * 1000:.0f} ms a response",
+        requests,
+        concurrency,
+        ideal,
+        floor,
+        ours,
+    )
+
+
+def fanout_rows(
+    title: str, requests: int, concurrency: int, ideal: float, floor: float, ours: float
+) -> list[Row]:
+    return [
+        (title, f"ideal: {requests} requests / {concurrency} x latency", f"{ideal:.2f} s", "", ""),
+        (
+            "",
+            f"bare {concurrency}-thread keep-alive client (baseline)",
+            f"{floor:.2f} s",
+            f"{floor / ideal:.2f}x",
+            "",
+        ),
+        ("", "the exporter's poll (ours)", f"{ours:.2f} s", f"{ours / ideal:.2f}x", "at most 1.3x"),
+    ]
+
+
+def straightforward_aggregate(items: list[Any], rules: list[tuple[str, Any]]) -> dict[Any, int]:
+    """The baseline: each record on its own, as one would first write it: classify its message
+    with the rules, digest its identity, count its label set, keep its detail."""
+    counts: dict[Any, int] = {}
+    entries: dict[bytes, Any] = {}
+    oldest: dict[tuple[str, str], float] = {}
+    details: dict[bytes, Any] = {}
+    for record in items:
+        error_type = next((t for t, pattern in rules if pattern.search(record.message)), "UNKNOWN")
+        key = hashlib.blake2b("\x1f".join(record.identity).encode(), digest_size=12).digest()
+        if key in entries:
+            continue
+        retry = f"{record.retry_count}" if record.retry_count < 5 else "5+"
+        labels = (record.tenant, record.platform, error_type, retry)
+        counts[labels] = counts.get(labels, 0) + 1
+        entries[key] = (labels, record.failed_at, record.scope)
+        pair = (record.tenant, record.platform)
+        oldest[pair] = min(oldest.get(pair, record.failed_at), record.failed_at)
+        details[key] = ("/".join(record.identity), record.name, record.location, record.message[:512])
+    return counts
+
+
+def bench_aggregation(count: int, tenants: int, repeat: int) -> list[Row]:
+    from exporter.pipeline.aggregate import DetailLimits, PollAggregator
+    from exporter.pipeline.classify import BUILT_IN_RULES, Classifier
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from run import records  # the other benchmarks' records: realistic, repeating messages
+
+    items = records(count, tenants)
+    rules = [(t, re.compile(p, re.IGNORECASE)) for t, p in BUILT_IN_RULES]
+
+    def ours() -> None:
+        aggregator = PollAggregator(
+            classifier=Classifier(),
+            retry_count_cap=5,
+            max_series=10**9,
+            owns_tenant=lambda _: True,
+            deadline=float("inf"),
+            details=DetailLimits(max_records=10**9, message_max_chars=512),  # on, as by default
+        )
+        for record in items:
+            aggregator.add(record)
+        aggregator.finish(None)
+
+    def cpu_seconds(action: Callable[[], Any]) -> float:
+        samples = []
+        for _ in range(repeat):
+            gc.collect()
+            start = time.process_time()
+            action()
+            samples.append(time.process_time() - start)
+        return median_of(samples)
+
+    baseline = cpu_seconds(lambda: straightforward_aggregate(items, rules))
+    mine = cpu_seconds(ours)
+    return [
+        (
+            f"aggregate {count:,} parsed records of {tenants:,} tenants, details on, CPU time",
+            "straightforward, record by record (baseline)",
+            f"{count / baseline:,.0f} records/s",
+            "",
+            "",
+        ),
+        (
+            "",
+            "PollAggregator (ours)",
+            f"{count / mine:,.0f} records/s",
+            f"{baseline / mine:.1f}x the baseline",
+            "at least 200,000 records/s",
+        ),
+    ]
+
+
+BENCHES: dict[str, Callable[[argparse.Namespace], list[Row]]] = {
+    "aggregation": lambda a: [*bench_aggregation(200_000, 50, 5), *bench_aggregation(200_000, 2_000, 5)],
+    "table": lambda a: bench_table(a.entities, a.changed, a.repeat),
+    "commvault": lambda a: bench_commvault(500, 200, 0.02, 8, a.repeat),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--only", default=",".join(BENCHES), help="comma-separated: " + ", ".join(BENCHES))
+    parser.add_argument("--entities", type=int, default=100_000)
+    parser.add_argument("--changed", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    machine = platform.processor() or platform.machine()
+    print(f"# {machine}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print("| target | variant | result | ratio | bound |\n| --- | --- | --- | --- | --- |")
+    for name in args.only.split(","):
+        for row in BENCHES[name](args):
+            print(f"| {' | '.join(row)} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
