@@ -238,3 +238,18 @@ def test_a_next_link_to_another_host_is_followed_on_the_configured_base_url(aep:
     follow_up = [r for r in aep.calls("/export/batches/B1/failed$") if r.arg("start") == "1"]
     assert follow_up and follow_up[0].headers["host"] == aep.url.removeprefix("http://")
     assert failure_series(exporter) == {key("SCHEMA_VALIDATION"): 3}
+
+
+def test_a_batch_that_fails_once_keeps_its_files_classified(aep: AepSimulator) -> None:
+    batch(aep, "B1", {f"f{i}.json": validation_file(BAD_DATE) for i in range(3)})
+    batch(aep, "B2", {"g.json": validation_file(BAD_DATE)})
+
+    def fail_b1_listing_once() -> None:
+        aep.inject("/export/batches/B1/failed$", status=503, times=4, when=lambda r: "path" not in r.query)
+
+    exporter = run_polls(oauth(aep), fail_b1_listing_once, aep.clear_faults)
+    assert exporter.states["aep"].up is True
+    assert failure_series(exporter) == {key("SCHEMA_VALIDATION"): 4}
+    for name in ("f0.json", "f1.json", "f2.json"):
+        assert aep.downloads("B1", name) == 1  # classified at the first poll, kept through the failed one
+    assert aep.downloads("B2", "g.json") == 1

@@ -136,10 +136,15 @@ class AepSource(SingleTenantSource[AepConfig]):
         batches = await self._failed_batches()
         parts = [(f"batch:{b.batch_id}", self._records_of(b)) for b in batches]
         kept: dict[tuple[str, str], str] = {}
-        for _, records in await gather_parts(out, parts):
+        read: set[str] = set()
+        for scope, records in await gather_parts(out, parts):
+            read.add(scope.removeprefix("batch:"))
             for record in records:
                 out.add(record)
                 kept[(record.identity[0], record.identity[1])] = record.message
+        # A batch whose part failed this time keeps its files' classifications for the next.
+        unread = {b.batch_id for b in batches} - read
+        kept.update({key: message for key, message in self._classified.items() if key[0] in unread})
         self._classified = kept
 
     async def _failed_batches(self) -> list[Batch]:
@@ -175,13 +180,21 @@ class AepSource(SingleTenantSource[AepConfig]):
         files = await self._failed_files(batch.batch_id)
         if not files:
             return [self._record(batch, "", batch.first_error)]
-        records = []
-        for name in files:
-            message = self._classified.get((batch.batch_id, name))
-            if message is None:
-                message = await self._first_error_of(batch, name)
-            records.append(self._record(batch, name, message))
-        return records
+        known = [self._classified.get((batch.batch_id, name)) for name in files]
+        # The files not classified yet, downloaded together (the client's gate bounds them).
+        fetched = iter(
+            await asyncio.gather(
+                *(
+                    self._first_error_of(batch, name)
+                    for name, message in zip(files, known, strict=True)
+                    if message is None
+                )
+            )
+        )
+        return [
+            self._record(batch, name, message if message is not None else next(fetched))
+            for name, message in zip(files, known, strict=True)
+        ]
 
     def _record(self, batch: Batch, name: str, message: str) -> FailureRecord:
         return FailureRecord(

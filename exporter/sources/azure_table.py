@@ -176,7 +176,10 @@ class AzureTableSource(Source[AzureTableConfig]):
     def _read_all(self, out: RecordSink, abandoned: threading.Event) -> None:
         since = out.since
         try:
-            for entity in self._entities(None if since is None else datetime.fromtimestamp(since, UTC)):
+            # With an allow-list, a shard asks only for its own tenants' partitions.
+            tenants = tuple(t for t in self.config.tenants if out.wants(t))
+            moment = None if since is None else datetime.fromtimestamp(since, UTC)
+            for entity in self._entities(moment, tenants if self.config.tenants else None):
                 if abandoned.is_set():
                     return
                 out.add(self._to_record(entity))
@@ -186,12 +189,12 @@ class AzureTableSource(Source[AzureTableConfig]):
         except AzureError as exc:
             raise table_error(exc, self.config.table_name) from None
 
-    def _entities(self, since: datetime | None) -> Iterator[dict[str, Any]]:
+    def _entities(self, since: datetime | None, tenants: tuple[str, ...] | None) -> Iterator[dict[str, Any]]:
+        """Every entity (``tenants`` None), or those of ``tenants``; changed since ``since``."""
         per_page = self.config.page_size
-        tenants = self.config.tenants
         # The SDK substitutes @parameters between spaces: hence the spaced parentheses.
         changed = "Timestamp ge @since"
-        if not tenants:
+        if tenants is None:
             if since is None:
                 yield from self._table.list_entities(select=self._select, results_per_page=per_page)
             else:

@@ -129,7 +129,9 @@ class RepeatedFailures(Generic[IdentityT]):
             self._seen[identity] = Repeat(message, when, run)
             return
         known.runs += 1
-        if when > known.when:
+        # The latest run's failure; of runs that ended together, the same one whatever order
+        # their answers came in.
+        if when > known.when or (when == known.when and run > known.run):
             known.message, known.when, known.run = message, when, run
 
     def identities(self) -> Iterable[IdentityT]:

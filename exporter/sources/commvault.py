@@ -153,13 +153,16 @@ class CommvaultSource(SingleTenantSource[CommvaultConfig]):
             for job in await self._jobs()
             if job.ended > 0 and now - job.ended <= self.config.lookback and job.may_have_failures
         ]
-        parts = [(f"job:{job.job_id}", self._items_of(job)) for job in jobs]
+        tenant = self.tenant
         seen: RepeatedFailures[tuple[str, str, str, str, str]] = RepeatedFailures()
-        for scope, (job, items) in await gather_parts(out, parts):
-            for entity, message in items:
-                identity = (self.tenant, job.platform, job.client, job.subclient, entity)
-                seen.add(identity, message, job.ended, scope)
-        for record in seen.records(self.tenant, platform_of=lambda identity: identity[1], describe=describe):
+
+        async def items_of(job: Job, scope: str) -> None:
+            # Merged as each job's answer comes, while the others are still on the way.
+            for entity, message in await self._items_of(job):
+                seen.add((tenant, job.platform, job.client, job.subclient, entity), message, job.ended, scope)
+
+        await gather_parts(out, [(f"job:{job.job_id}", items_of(job, f"job:{job.job_id}")) for job in jobs])
+        for record in seen.records(tenant, platform_of=lambda identity: identity[1], describe=describe):
             out.add(record)
 
     async def _jobs(self) -> list[Job]:
@@ -183,9 +186,9 @@ class CommvaultSource(SingleTenantSource[CommvaultConfig]):
             if not page or len(page) < self.config.page_size or (isinstance(total, int) and offset >= total):
                 return jobs
 
-    async def _items_of(self, job: Job) -> tuple[Job, list[tuple[str, str]]]:
+    async def _items_of(self, job: Job) -> list[tuple[str, str]]:
         what = f"GET /Job/{job.job_id}/FailedItems"
-        return job, failed_items(await self._get(f"/Job/{job.job_id}/FailedItems"), what)
+        return failed_items(await self._get(f"/Job/{job.job_id}/FailedItems"), what)
 
     async def _get(self, path: str, **kwargs: Any) -> Any:
         token = await self._authtoken()
