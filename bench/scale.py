@@ -27,6 +27,7 @@ import statistics
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -272,8 +273,14 @@ def bare_client(base: str, paths: list[str], headers: dict[str, str], threads: i
         thread.join()
 
 
-def poll_seconds(config: dict[str, Any], repeat: int) -> tuple[float, Exporter]:
-    exporter = Exporter(build_settings({"poll_timeout": "10m", "sources": [config]}, {}))
+def poll_seconds(
+    config: dict[str, Any], repeat: int, shard: dict[str, int] | None = None
+) -> tuple[float, Exporter]:
+    """The median time of ``repeat`` polls of one source (the first is its baseline)."""
+    document: dict[str, Any] = {"poll_timeout": "10m", "sources": [config]}
+    if shard is not None:
+        document["shard"] = shard
+    exporter = Exporter(build_settings(document, {}))
     samples = []
 
     async def polls() -> None:
@@ -337,20 +344,102 @@ def bench_commvault(jobs: int, items: int, latency: float, concurrency: int, rep
     )
 
 
-def fanout_rows(
-    title: str, requests: int, concurrency: int, ideal: float, floor: float, ours: float
-) -> list[Row]:
+def unstructured_simulator(jobs: int, files: int) -> Any:
+    from exporter.simulators.unstructured import SimJob, UnstructuredSimulator
+
+    simulator = UnstructuredSimulator()
+    workflow = simulator.add_workflow("ingest", "sharepoint")
+    now = time.time()
+    for j in range(jobs):
+        failed = [(f"doc-{j}-{f}.pdf", "Unable to parse document content") for f in range(files)]
+        simulator.add_job(SimJob(f"job-{j:04d}", workflow, "FAILED", now - 600, failed))
+    answered_once(simulator, "_failed_files")
+    return simulator
+
+
+def bench_unstructured(jobs: int, files: int, latency: float, concurrency: int, repeat: int) -> list[Row]:
+    served = Served(functools.partial(unstructured_simulator, jobs, files), latency)
+    try:
+        config = {
+            "name": "unstructured",
+            "kind": "unstructured",
+            "base_url": f"http://127.0.0.1:{served.port}",
+            "api_key": "demo-unstructured-key",
+            "max_concurrency": concurrency,
+            "timeout": "60s",
+        }
+        ours, exporter = poll_seconds(config, repeat)
+        result = exporter.states["unstructured"].result
+        assert result is not None and len(result.entries) == jobs * files
+    finally:
+        served.close()
+    requests = 1 + jobs  # the job list, then each failed job's files (its workflow is known by now)
+    title = f"Unstructured poll, {jobs} failed jobs x {files} files, {latency * 1000:.0f} ms a response"
+    return fanout_rows(title, requests, concurrency, requests / concurrency * latency, None, ours)
+
+
+def aep_simulator(batches: int, files: int) -> Any:
+    from exporter.simulators.aep import AepSimulator, SimBatch, validation_file
+
+    simulator = AepSimulator()
+    created = int((time.time() - 3600) * 1000)
+    content = validation_file("[2018-00-23T22:07:01Z] is not a valid date-time")
+    for b in range(batches):
+        names = {f"part-{f:03d}.json": content for f in range(files)}
+        simulator.add_batch(SimBatch(f"batch-{b:04d}", created - b, "failed", [], names))
+    return simulator
+
+
+def bench_aep(batches: int, files: int, latency: float, concurrency: int, repeat: int) -> list[Row]:
+    served = Served(functools.partial(aep_simulator, batches, files), latency)
+    try:
+        url = f"http://127.0.0.1:{served.port}"
+        config = {
+            "name": "aep",
+            "kind": "aep",
+            "base_url": url,
+            "org_id": "ABCDEF123@AdobeOrg",
+            "sandbox": "prod",
+            "client_id": "demo-client-id",
+            "client_secret": "demo-client-secret",
+            "ims_url": f"{url}/ims/token/v3",
+            "max_concurrency": concurrency,
+            "timeout": "60s",
+        }
+        cold = [poll_seconds(config, 1)[0] for _ in range(repeat)]  # a first poll downloads every file
+        warm, exporter = poll_seconds(config, repeat + 1)  # later polls download nothing again
+        result = exporter.states["aep"].result
+        assert result is not None and len(result.entries) == batches * files
+    finally:
+        served.close()
+    pages = -(-batches // 100)
+    first = 1 + pages + batches + batches * files  # token, batch pages, listings, downloads
+    later = pages + batches
+    title = f"AEP first poll, {batches} failed batches x {files} files, {latency * 1000:.0f} ms a response"
     return [
-        (title, f"ideal: {requests} requests / {concurrency} x latency", f"{ideal:.2f} s", "", ""),
-        (
-            "",
-            f"bare {concurrency}-thread keep-alive client (baseline)",
-            f"{floor:.2f} s",
-            f"{floor / ideal:.2f}x",
-            "",
+        *fanout_rows(title, first, concurrency, first / concurrency * latency, None, median_of(cold)),
+        *fanout_rows(
+            "AEP later polls (classified files are not downloaded again)",
+            later,
+            concurrency,
+            later / concurrency * latency,
+            None,
+            warm,
         ),
-        ("", "the exporter's poll (ours)", f"{ours:.2f} s", f"{ours / ideal:.2f}x", "at most 1.3x"),
     ]
+
+
+def fanout_rows(
+    title: str, requests: int, concurrency: int, ideal: float, floor: float | None, ours: float
+) -> list[Row]:
+    rows: list[Row] = [
+        (title, f"ideal: {requests:,} requests / {concurrency} x latency", f"{ideal:.2f} s", "", "")
+    ]
+    if floor is not None:
+        baseline = f"bare {concurrency}-thread keep-alive client (baseline)"
+        rows.append(("", baseline, f"{floor:.2f} s", f"{floor / ideal:.2f}x", ""))
+    rows.append(("", "the exporter's poll (ours)", f"{ours:.2f} s", f"{ours / ideal:.2f}x", "at most 1.3x"))
+    return rows
 
 
 def straightforward_aggregate(items: list[Any], rules: list[tuple[str, Any]]) -> dict[Any, int]:
@@ -427,10 +516,178 @@ def bench_aggregation(count: int, tenants: int, repeat: int) -> list[Row]:
     ]
 
 
+def rezolve_simulator(tenants: int, platforms: tuple[str, ...], files: int) -> Any:
+    from exporter.simulators.rezolve import RezolveFile, RezolveSimulator
+
+    simulator = RezolveSimulator(token="bench-token")
+    now = time.time()
+    for t in range(tenants):
+        tenant = str(uuid.UUID(int=t + 1))
+        simulator.add_tenant(tenant, f"t{t}.rezolve.ai")
+        for kind in platforms:
+            for f in range(files):
+                simulator.put(
+                    tenant,
+                    kind,
+                    RezolveFile(f"file-{f}", "", "Unable to parse document content", now - f, f % 3),
+                )
+    answered_once(simulator, "_failed_files")
+    return simulator
+
+
+def rss_mib() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def rezolve_source(
+    name: str, port: int, tenants: range, platforms: tuple[str, ...], **extra: Any
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "kind": "rezolve",
+        "base_url": f"http://127.0.0.1:{port}",
+        "token": "bench-token",
+        "timeout": "60s",
+        "tenants": [
+            {
+                "tenant_id": str(uuid.UUID(int=t + 1)),
+                "rezolve_domain": f"t{t}.rezolve.ai",
+                "platforms": list(platforms),
+            }
+            for t in tenants
+        ],
+        **extra,
+    }
+
+
+PLATFORMS = ("sharepoint", "servicenow", "confluence", "itglue", "web")
+
+
+def bench_tenants(tenants: int, files: int, latency: float, concurrency: int, shards: int) -> list[Row]:
+    from exporter.pipeline.shard import shard_of
+
+    served = Served(functools.partial(rezolve_simulator, tenants, PLATFORMS, files), latency)
+    rows: list[Row] = []
+    try:
+        config = rezolve_source(
+            "rezolve", served.port, range(tenants), PLATFORMS, max_concurrency=concurrency
+        )
+        requests = tenants * len(PLATFORMS)
+        ideal = requests / concurrency * latency
+        before = rss_mib()
+        whole, exporter = poll_seconds(config, 2)
+        result = exporter.states["rezolve"].result
+        assert result is not None
+        records = len(result.entries)
+        grown = rss_mib() - before
+        rows += [
+            (
+                f"{tenants:,} Rezolve tenants x {len(PLATFORMS)} platforms, one source, "
+                f"{latency * 1000:.0f} ms a response",
+                f"ideal: {requests:,} requests / {concurrency} x latency",
+                f"{ideal:.2f} s",
+                "",
+                "",
+            ),
+            (
+                "",
+                f"the exporter's poll (ours): {records:,} records, {len(result.counts):,} series",
+                f"{whole:.2f} s, {whole / records * 1e6:.0f} us a record, +{grown:.0f} MiB",
+                f"{whole / ideal:.2f}x the ideal",
+                "",
+            ),
+        ]
+        del exporter
+        # Sharding at scale: each shard polls only its own tenants.
+        ids = [str(uuid.UUID(int=t + 1)) for t in range(tenants)]
+        for index in range(shards):
+            took, shard = poll_seconds(config, 2, {"index": index, "total": shards})
+            owned = sum(shard_of("rezolve", t, shards) == index for t in ids)
+            shard_result = shard.states["rezolve"].result
+            assert shard_result is not None
+            shard_records = len(shard_result.entries)
+            rows.append(
+                (
+                    "" if index else f"the same, {shards} shards",
+                    f"shard {index}: {owned * len(PLATFORMS):,} requests, {shard_records:,} records",
+                    f"{took:.2f} s",
+                    f"{took / whole:.2f} of the unsharded poll",
+                    f"its share: {owned / tenants:.2f}",
+                )
+            )
+    finally:
+        served.close()
+    return rows
+
+
+def bench_sources(sources: int, tenants: int, interval: float, seconds: float, latency: float) -> list[Row]:
+    from exporter.scheduler import build_scheduler, jitter_for
+
+    served = Served(functools.partial(rezolve_simulator, sources * tenants, ("sharepoint",), 5), latency)
+    try:
+        document = {
+            "poll_interval": f"{interval}s",
+            "sources": [
+                rezolve_source(
+                    f"source-{i}", served.port, range(i * tenants, (i + 1) * tenants), ("sharepoint",)
+                )
+                for i in range(sources)
+            ],
+        }
+        before = rss_mib()
+        exporter = Exporter(build_settings(document, {}))
+        first: dict[str, float] = {}
+        started = time.time()
+
+        async def run() -> None:
+            scheduler = build_scheduler(exporter.lanes.values())
+            scheduler.start()
+            await asyncio.sleep(seconds)
+            scheduler.shutdown(wait=False)
+            await exporter.aclose()
+
+        asyncio.run(run())
+        states = exporter.states.values()
+        polls = sorted(state.duration_count for state in states)
+        for state in states:
+            first[state.name] = (state.last_poll_start or started) - started
+        durations = sorted(
+            (state.duration_sum / state.duration_count) for state in states if state.duration_count
+        )
+        records = sum(len(state.result.entries) for state in states if state.result is not None)
+        grown = rss_mib() - before
+    finally:
+        served.close()
+    expected = seconds / interval
+    return [
+        (
+            f"{sources} sources in one process, each {tenants} tenants, every {interval:.0f} s "
+            f"(jitter {jitter_for(interval):.0f} s), for {seconds:.0f} s",
+            f"polls per source (about {expected:.0f} expected)",
+            f"min {polls[0]}, median {polls[len(polls) // 2]}, max {polls[-1]}",
+            f"least polled: {polls[0] / expected:.2f} of its schedule",
+            "no source starved",
+        ),
+        (
+            "",
+            "mean poll time per source, memory",
+            f"median {durations[len(durations) // 2] * 1000:.0f} ms, max {durations[-1] * 1000:.0f} ms; "
+            f"{records:,} records, +{grown:.0f} MiB",
+            "",
+            "",
+        ),
+    ]
+
+
 BENCHES: dict[str, Callable[[argparse.Namespace], list[Row]]] = {
+    "tenants": lambda a: bench_tenants(2_000, 5, 0.005, 8, 3),
+    "sources": lambda a: bench_sources(200, 10, 10.0, 60.0, 0.005),
     "aggregation": lambda a: [*bench_aggregation(200_000, 50, 5), *bench_aggregation(200_000, 2_000, 5)],
     "table": lambda a: bench_table(a.entities, a.changed, a.repeat),
     "commvault": lambda a: bench_commvault(500, 200, 0.02, 8, a.repeat),
+    "unstructured": lambda a: bench_unstructured(200, 100, 0.02, 8, a.repeat),
+    "aep": lambda a: bench_aep(50, 20, 0.02, 8, a.repeat),
 }
 
 
