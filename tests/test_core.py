@@ -1377,3 +1377,201 @@ def test_only_the_latest_issued_secrets_are_kept() -> None:
     for n in range(ISSUED_KEPT + 1):
         redactor.add_issued(f"issued-{n:04d}")
     assert redactor.scrub("issued-0000 issued-0001") == "issued-0000 <redacted>"
+
+
+# --- incremental reads: only what changed, merged into the previous result ----------------------
+
+
+class ChangingSource(ScriptedSource):
+    """A table-like source: each record has the moment it last changed; a poll with ``since``
+    sends only those changed at or after it, and says when each changed."""
+
+    def __init__(self, config: Any, clock: Clock) -> None:
+        super().__init__(config, clock)
+        self.rows: dict[str, tuple[FailureRecord, float]] = {}
+        self.asked: list[float | None] = []
+
+    def put(self, row: FailureRecord, changed: float) -> None:
+        self.rows[row.identity[-1]] = (row, changed)
+
+    async def poll(self, out: RecordSink) -> None:
+        since = out.since
+        self.asked.append(since)
+        for row, changed in self.rows.values():
+            if since is None or changed >= since:
+                out.add(row)
+                out.changed_at(changed)
+
+
+class Incremental(Core):
+    def __init__(self, reconcile_every: int = 3, overlap: float = 10.0, **settings: Any) -> None:
+        from exporter.simulators.table import azurite_connection_string
+
+        self.clock = Clock()
+        self.sources = {}
+        source = {
+            "name": "s",
+            "kind": "azure_table",
+            "connection_string": azurite_connection_string(10002),
+            "incremental": {"reconcile_every": reconcile_every, "overlap": overlap},
+        }
+        document = {"sources": [source], **settings}
+        self.exporter = Exporter(build_settings(document, {}), source_factory=self._build, clock=self.clock)
+
+    def _build(self, config: Any) -> Source[Any]:
+        source = ChangingSource(config, self.clock)
+        self.sources[config.name] = source
+        return source
+
+    @property
+    def table(self) -> ChangingSource:
+        source = self.sources["s"]
+        assert isinstance(source, ChangingSource)
+        return source
+
+    def result(self) -> Any:
+        result = self.exporter.states["s"].result
+        assert result is not None
+        return result
+
+
+def test_an_incremental_poll_merges_what_changed_into_the_previous_result() -> None:
+    core = Incremental(reconcile_every=3, overlap=10.0)
+    core.table.put(record("a", failed_at=START - 30), 100.0)
+    core.table.put(record("b", failed_at=START - 20), 200.0)
+    core.table.put(record("c", failed_at=START - 10), 300.0)
+    assert core.poll()
+    first = core.result()
+    assert (first.watermark, first.since_full_read, first.scanned) == (300.0, 0, 3)
+    core.table.put(record("b", retry=1, failed_at=START - 20), 400.0)  # updated: a new label set
+    core.table.put(record("d", failed_at=START - 50), 500.0)  # new
+    assert core.poll()
+    assert core.table.asked == [None, 290.0]  # the latest change seen, minus the overlap
+    second = core.result()
+    assert (second.watermark, second.since_full_read, second.scanned) == (500.0, 1, 3)  # c, b, d
+    assert core.series("ingestion_failed_files") == {failed(): 3, failed(retry="1"): 1}
+    assert (
+        core.value(
+            "ingestion_failed_files_discovered_total", tenant="t1", platform=SP, error_type="PARSE_ERROR"
+        )
+        == 1
+    )  # d only
+    assert core.value("ingestion_failed_files_resolved_total", tenant="t1", platform=SP) == 0
+    assert (
+        core.value("ingestion_failed_files_oldest_timestamp_seconds", tenant="t1", platform=SP) == START - 50
+    )
+    assert (
+        core.value("ingestion_failed_files_newest_timestamp_seconds", tenant="t1", platform=SP) == START - 10
+    )
+    assert len(second.details) == 4
+
+
+def test_a_deleted_record_stays_until_the_next_full_read_which_counts_it_resolved() -> None:
+    core = Incremental(reconcile_every=3, overlap=10.0)
+    for n, name in enumerate("abc"):
+        core.table.put(record(name), 100.0 + n)
+    assert core.poll()
+    del core.table.rows["c"]  # the latest changed: the full read finds an earlier watermark
+    assert core.poll() and core.poll()  # the second and third: incremental
+    assert core.series("ingestion_failed_files") == {failed(): 3}
+    assert core.value("ingestion_failed_files_resolved_total", tenant="t1", platform=SP) == 0
+    assert core.result().since_full_read == 2
+    assert core.poll()  # the fourth: a full read again
+    assert core.table.asked == [None, 92.0, 92.0, None]
+    assert core.series("ingestion_failed_files") == {failed(): 2}
+    assert core.value("ingestion_failed_files_resolved_total", tenant="t1", platform=SP) == 1
+    assert (core.result().since_full_read, core.result().watermark) == (0, 101.0)
+
+
+def test_a_record_carried_by_an_incremental_poll_keeps_when_it_was_first_seen() -> None:
+    core = Incremental(reconcile_every=5, overlap=1.0)
+    core.table.put(record("a"), 100.0)
+    assert core.poll()
+    first_seen = next(iter(core.result().details.values()))[5]
+    core.table.put(record("b"), 200.0)
+    assert core.poll(after=60.0)
+    details = {detail[0]: detail[5] for detail in core.result().details.values()}
+    assert details == {f"t1/{SP}/a": first_seen, f"t1/{SP}/b": first_seen + 60.0}
+
+
+def test_nothing_changed_keeps_the_watermark_and_every_record() -> None:
+    core = Incremental(reconcile_every=5, overlap=1.0)
+    core.table.put(record("a"), 100.0)
+    assert core.poll()
+    core.table.rows.clear()  # a poll that sees no change (and would not see a deletion)
+    assert core.poll()
+    result = core.result()
+    assert (result.watermark, result.since_full_read, result.scanned) == (100.0, 1, 0)
+    assert core.series("ingestion_failed_files") == {failed(): 1}
+
+
+def test_an_empty_table_is_read_whole_until_a_change_gives_a_watermark() -> None:
+    core = Incremental(reconcile_every=5, overlap=1.0)
+    assert core.poll() and core.poll()
+    core.table.put(record("a"), 100.0)
+    assert core.poll() and core.poll()
+    assert core.table.asked == [None, None, None, 99.0]
+
+
+@pytest.mark.parametrize(
+    ("previous", "expected"),
+    [
+        (None, None),  # the first poll
+        ({"watermark": None, "since_full_read": 0}, None),  # nothing seen to start from
+        ({"watermark": 500.0, "since_full_read": 0}, 200.0),
+        ({"watermark": 500.0, "since_full_read": 1}, 200.0),
+        ({"watermark": 500.0, "since_full_read": 2}, None),  # the third since a full read
+    ],
+)
+def test_where_an_incremental_poll_reads_from(
+    previous: dict[str, Any] | None, expected: float | None
+) -> None:
+    from exporter.configtypes import IncrementalReads
+    from exporter.pipeline.aggregate import PollResult
+    from exporter.pipeline.lane import incremental_since
+
+    class Config:
+        incremental = IncrementalReads(reconcile_every=3, overlap=300.0)
+
+    result = None if previous is None else PollResult({}, {}, {}, {}, 0, 0, **previous)
+    assert incremental_since(Config(), result) == expected
+    assert incremental_since(object(), result) is None  # a source that cannot read incrementally
+
+
+def test_the_watermark_is_the_latest_change_whatever_the_order() -> None:
+    from exporter.pipeline.aggregate import PollAggregator
+    from exporter.pipeline.classify import Classifier
+
+    aggregator = PollAggregator(
+        classifier=Classifier(), retry_count_cap=5, max_series=10, owns_tenant=lambda _: True, deadline=0.0
+    )
+    for moment in (5.0, 9.0, 7.0):
+        aggregator.changed_at(moment)
+    assert aggregator.finish(None).watermark == 9.0
+
+
+def test_the_newest_of_a_tenant_and_platform_is_the_latest_of_all_its_label_sets() -> None:
+    from exporter.pipeline.aggregate import PollAggregator
+    from exporter.pipeline.classify import Classifier
+
+    aggregator = PollAggregator(
+        classifier=Classifier(), retry_count_cap=5, max_series=10, owns_tenant=lambda _: True, deadline=0.0
+    )
+    aggregator.add(record("a", error_type="PARSE_ERROR", failed_at=50.0))
+    aggregator.add(record("b", error_type="TIMEOUT", failed_at=10.0))  # a later label set, older
+    aggregator.add(record("c", error_type="TIMEOUT", failed_at=30.0))
+    result = aggregator.finish(None)
+    assert result.newest == {("t1", SP): 50.0} and result.oldest == {("t1", SP): 10.0}
+
+
+def test_a_render_of_many_tenants_pauses_in_every_family_it_sorts(monkeypatch: pytest.MonkeyPatch) -> None:
+    from exporter.pipeline import render
+
+    core = Core(max_series_per_source=5000)
+    core.source.records = [record(f"f{i}", tenant=f"tenant-{i}", failed_at=START - i) for i in range(1200)]
+    core.poll()
+    state = core.exporter.states["s"]
+    counted: list[int] = []
+    list(render.lane_families(state, lambda: counted.append(1)))
+    # discovered, resolved, the counts, oldest and newest: 1,200 keys each, grouped then yielded
+    assert len(counted) == 5 * 2 * (1200 // render.CHUNK)
