@@ -24,7 +24,7 @@ from typing import Any
 
 import serving
 
-from exporter.pipeline.aggregate import PollAggregator
+from exporter.pipeline.aggregate import DetailLimits, PollAggregator
 from exporter.pipeline.classify import Classifier
 from exporter.pipeline.render import Snapshot, lane_families, render_exporter, render_lane
 from exporter.pipeline.state import SourceState
@@ -60,13 +60,14 @@ def records(count: int, tenants: int, seed: int = 1) -> list[FailureRecord]:
     return out
 
 
-def aggregate(items: list[FailureRecord], classifier: Classifier) -> Any:
+def aggregate(items: list[FailureRecord], classifier: Classifier, details: DetailLimits | None = None) -> Any:
     aggregator = PollAggregator(
         classifier=classifier,
         retry_count_cap=5,
         max_series=10**9,
         owns_tenant=lambda _: True,
         deadline=float("inf"),
+        details=details,
     )
     for record in items:
         aggregator.add(record)

@@ -22,7 +22,6 @@ import multiprocessing
 import os
 import platform
 import re
-import socket
 import statistics
 import sys
 import threading
@@ -34,6 +33,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from run import aggregate, records  # noqa: E402  # the other benchmarks' records and aggregation
+from soak import free_port  # noqa: E402
 
 from exporter.config import build_settings  # noqa: E402
 from exporter.runtime import Exporter  # noqa: E402
@@ -43,36 +46,20 @@ from exporter.simulators.table import (  # noqa: E402
     fresh_table,
     start_azurite,
 )
+from exporter.sources.azure_table import TableColumns, selected  # noqa: E402
 
 AZURITE = ROOT / ".tools" / "node_modules" / ".bin" / "azurite-table"
 Row = tuple[str, str, str, str, str]  # target, variant, result, ratio, bound
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def median_of(samples: list[float]) -> float:
     return statistics.median(samples)
 
 
-def wait_for_port(port: int, seconds: float = 30) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
 def bench_table(entities: int, changed: int, repeat: int) -> list[Row]:
     port = free_port()
     emulator = start_azurite(AZURITE, port)
     try:
-        wait_for_port(port)
         connection = azurite_connection_string(port)
         table = fresh_table(connection, "ScaleFailures")
         per_tenant = 100  # one transaction per tenant
@@ -97,19 +84,7 @@ def bench_table(entities: int, changed: int, repeat: int) -> list[Row]:
                 ]
             )
         loaded = time.perf_counter() - loaded
-        columns = [
-            "PartitionKey",
-            "RowKey",
-            "platform_type",
-            "content_type",
-            "error_type",
-            "error_message",
-            "failed_at",
-            "retry_count",
-            "file_name",
-            "source_url",
-            "Timestamp",
-        ]
+        columns = selected(TableColumns())  # what the source asks for
 
         def floor() -> None:
             for _ in table.list_entities(select=columns, results_per_page=1000):
@@ -465,27 +440,15 @@ def straightforward_aggregate(items: list[Any], rules: list[tuple[str, Any]]) ->
 
 
 def bench_aggregation(count: int, tenants: int, repeat: int) -> list[Row]:
-    from exporter.pipeline.aggregate import DetailLimits, PollAggregator
+    from exporter.pipeline.aggregate import DetailLimits
     from exporter.pipeline.classify import BUILT_IN_RULES, Classifier
-
-    sys.path.insert(0, str(ROOT / "bench"))
-    from run import records  # the other benchmarks' records: realistic, repeating messages
 
     items = records(count, tenants)
     rules = [(t, re.compile(p, re.IGNORECASE)) for t, p in BUILT_IN_RULES]
+    details = DetailLimits(max_records=10**9, message_max_chars=512)  # on, as by default
 
     def ours() -> None:
-        aggregator = PollAggregator(
-            classifier=Classifier(),
-            retry_count_cap=5,
-            max_series=10**9,
-            owns_tenant=lambda _: True,
-            deadline=float("inf"),
-            details=DetailLimits(max_records=10**9, message_max_chars=512),  # on, as by default
-        )
-        for record in items:
-            aggregator.add(record)
-        aggregator.finish(None)
+        aggregate(items, Classifier(), details)
 
     def cpu_seconds(action: Callable[[], Any]) -> float:
         samples = []

@@ -73,18 +73,18 @@ def outputs(config: Config, out_dir: Path | None) -> dict[Path, str]:
     compact = {name: json.dumps(json.loads(text), separators=(",", ":")) for name, text in dashboards.items()}
     configmap = KUBERNETES_HEADER + dump(dashboards_configmap(config, compact))
     if out_dir is None:
-        kubernetes = ROOT / "deploy" / "kubernetes" / "base"
-        return {
-            ROOT / "alerts" / "ingestion-failures.rules.yml": rules,
-            kubernetes / "prometheusrule.yaml": rule_object,
-            kubernetes / "grafana-dashboards.yaml": configmap,
-            **{ROOT / "dashboards" / name: text for name, text in dashboards.items()},
-        }
+        rules_dir, kubernetes, boards = (
+            ROOT / "alerts",
+            ROOT / "deploy" / "kubernetes" / "base",
+            ROOT / "dashboards",
+        )
+    else:
+        rules_dir, kubernetes, boards = out_dir, out_dir, out_dir / "dashboards"
     return {
-        out_dir / "ingestion-failures.rules.yml": rules,
-        out_dir / "prometheusrule.yaml": rule_object,
-        out_dir / "grafana-dashboards.yaml": configmap,
-        **{out_dir / "dashboards" / name: text for name, text in dashboards.items()},
+        rules_dir / "ingestion-failures.rules.yml": rules,
+        kubernetes / "prometheusrule.yaml": rule_object,
+        kubernetes / "grafana-dashboards.yaml": configmap,
+        **{boards / name: text for name, text in dashboards.items()},
     }
 
 

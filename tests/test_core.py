@@ -97,28 +97,27 @@ def record(
 class Core:
     """An exporter with scripted sources, polled one step at a time."""
 
+    scripted: type[ScriptedSource] = ScriptedSource
+
     def __init__(self, names: tuple[str, ...] = ("s",), **settings: Any) -> None:
         self.clock = Clock()
         self.sources: dict[str, ScriptedSource] = {}
         overrides = settings.pop("source", {})
-        document = {
-            "sources": [
-                {
-                    "name": name,
-                    "kind": "rezolve",
-                    "base_url": "http://127.0.0.1:9",
-                    "token": "unused",
-                    "tenants": [{"tenant_id": "t1", "rezolve_domain": "t1.example"}],
-                    **overrides,
-                }
-                for name in names
-            ],
-            **settings,
-        }
+        document = {"sources": [{**self.source_document(name), **overrides} for name in names], **settings}
         self.exporter = Exporter(build_settings(document, {}), source_factory=self._build, clock=self.clock)
 
+    def source_document(self, name: str) -> dict[str, Any]:
+        """A source's configuration: what it is configured as, since the scripted source is read."""
+        return {
+            "name": name,
+            "kind": "rezolve",
+            "base_url": "http://127.0.0.1:9",
+            "token": "unused",
+            "tenants": [{"tenant_id": "t1", "rezolve_domain": "t1.example"}],
+        }
+
     def _build(self, config: Any) -> Source[Any]:
-        source = ScriptedSource(config, self.clock)
+        source = self.scripted(config, self.clock)
         self.sources[config.name] = source
         return source
 
@@ -1404,24 +1403,23 @@ class ChangingSource(ScriptedSource):
 
 
 class Incremental(Core):
+    """A table source, read incrementally, whose rows say when they changed."""
+
+    scripted = ChangingSource
+
     def __init__(self, reconcile_every: int = 3, overlap: float = 10.0, **settings: Any) -> None:
+        self.incremental = {"reconcile_every": reconcile_every, "overlap": overlap}
+        super().__init__(**settings)
+
+    def source_document(self, name: str) -> dict[str, Any]:
         from exporter.simulators.table import azurite_connection_string
 
-        self.clock = Clock()
-        self.sources = {}
-        source = {
-            "name": "s",
+        return {
+            "name": name,
             "kind": "azure_table",
             "connection_string": azurite_connection_string(10002),
-            "incremental": {"reconcile_every": reconcile_every, "overlap": overlap},
+            "incremental": self.incremental,
         }
-        document = {"sources": [source], **settings}
-        self.exporter = Exporter(build_settings(document, {}), source_factory=self._build, clock=self.clock)
-
-    def _build(self, config: Any) -> Source[Any]:
-        source = ChangingSource(config, self.clock)
-        self.sources[config.name] = source
-        return source
 
     @property
     def table(self) -> ChangingSource:

@@ -68,6 +68,12 @@ def container(objects: list[Object]) -> Object:
     return exporter
 
 
+def configuration(objects: list[Object]) -> Object:
+    """The ConfigMap holding the exporter's config.yml."""
+    [config_map] = [o for o in of_kind(objects, "ConfigMap") if "config.yml" in o.get("data", {})]
+    return config_map
+
+
 def operator_problems(objects: list[Object]) -> list[dict[str, str]]:
     node = shutil.which("node")
     assert node, "node is not on PATH"
@@ -166,7 +172,7 @@ def test_credentials_come_from_a_secret_reference_never_inline(
     for env in exporter.get("env", []):
         assert "value" not in env or env["name"] == "INGESTION_EXPORTER_SHARD__TOTAL", env
     # Every secret of the configuration is a file of that Secret.
-    [config_map] = [o for o in of_kind(objects, "ConfigMap") if "config.yml" in o.get("data", {})]
+    config_map = configuration(objects)
     config = yaml.safe_load(config_map["data"]["config.yml"])
     secret_keys = {
         "token",
@@ -184,7 +190,7 @@ def test_credentials_come_from_a_secret_reference_never_inline(
 
 
 def test_the_shipped_configuration_is_valid(rendered: dict[str, list[Object]], tmp_path: Path) -> None:
-    [config_map] = [o for o in of_kind(rendered["base"], "ConfigMap") if "config.yml" in o.get("data", {})]
+    config_map = configuration(rendered["base"])
     # The Secret's files, somewhere this test can write them.
     text = config_map["data"]["config.yml"].replace(SECRETS_DIR, str(tmp_path))
     for line in text.splitlines():
@@ -207,7 +213,7 @@ def test_the_shipped_configuration_is_valid(rendered: dict[str, list[Object]], t
 
 def test_the_configuration_s_configmap_is_the_one_the_pods_mount(rendered: dict[str, list[Object]]) -> None:
     for objects in rendered.values():
-        [config_map] = [o for o in of_kind(objects, "ConfigMap") if "config.yml" in o.get("data", {})]
+        config_map = configuration(objects)
         volumes = workload(objects)["spec"]["template"]["spec"]["volumes"]
         assert {"name": "config", "configMap": {"name": config_map["metadata"]["name"]}} in volumes
         # A new configuration is a new name (kustomize's hash), so the pods roll.
@@ -337,7 +343,7 @@ def test_the_readme_s_own_overlay_replaces_the_configuration(tmp_path: Path) -> 
         "sources:\n  - {name: mine, kind: rezolve, base_url: https://x.example}\n"
     )
     objects = kustomize(mine)
-    [config_map] = [o for o in of_kind(objects, "ConfigMap") if "config.yml" in o.get("data", {})]
+    config_map = configuration(objects)
     assert config_map["data"]["config.yml"] == (mine / "config.yml").read_text()
     volumes = workload(objects)["spec"]["template"]["spec"]["volumes"]
     assert {"name": "config", "configMap": {"name": config_map["metadata"]["name"]}} in volumes

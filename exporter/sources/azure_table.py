@@ -58,6 +58,17 @@ class TableColumns(Frozen):
     source_url: str = "source_url"
 
 
+def selected(columns: TableColumns) -> list[str]:
+    """The properties a poll asks for: the keys, the configured columns, and ``Timestamp``."""
+    return [
+        "PartitionKey",
+        "RowKey",
+        *columns.model_dump().values(),
+        # A system property: the service's time of the entity's latest change.
+        "Timestamp",
+    ]
+
+
 class AzureTableConfig(SourceConfig):
     secret_fields = ("connection_string",)
 
@@ -104,21 +115,7 @@ class AzureTableConfig(SourceConfig):
 class AzureTableSource(Source[AzureTableConfig]):
     def __init__(self, config: AzureTableConfig) -> None:
         super().__init__(config)
-        columns = config.columns
-        self._select = [
-            "PartitionKey",
-            "RowKey",
-            columns.platform_type,
-            columns.content_type,
-            columns.error_type,
-            columns.error_message,
-            columns.failed_at,
-            columns.retry_count,
-            columns.file_name,
-            columns.source_url,
-            # A system property: the service's time of the entity's latest change.
-            "Timestamp",
-        ]
+        self._select = selected(config.columns)
         options: dict[str, Any] = {
             "retry_total": 2,
             "connection_timeout": config.timeout,
