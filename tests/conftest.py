@@ -36,6 +36,19 @@ def debian_tool(name: str) -> str:
     return str(path)
 
 
+def debian_alertmanager(*args: str) -> list[str]:
+    """The command that runs Debian's Alertmanager with ``args``. The binary reads its default
+    notification templates from /usr/share/prometheus/alertmanager, a path built into it, and the
+    package is unpacked into the project, not installed: so it runs in a mount namespace of its
+    own, where /usr/share is the unpacked package's. Nothing outside that process sees the mount."""
+    binary = debian_tool("prometheus-alertmanager")
+    share = DEBIAN_BIN.parent / "share"
+    return [
+        "unshare", "--mount", "--propagation", "private",
+        "sh", "-c", 'mount --bind "$0" /usr/share && exec "$@"', str(share), binary, *args,
+    ]  # fmt: skip
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from exporter.demo import Demo
-from tests.conftest import ROOT, debian_tool, eventually, free_port, wait_for_port
+from tests.conftest import ROOT, debian_alertmanager, debian_tool, eventually, free_port, wait_for_port
 
 pytestmark = pytest.mark.e2e
 
@@ -165,13 +165,12 @@ def stack(tmp_path: Path, webhook: Webhook) -> Iterator[Stack]:
         (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager_for_test(webhook)))
         processes.start(
             "alertmanager",
-            [
-                debian_tool("prometheus-alertmanager"),
+            debian_alertmanager(
                 f"--config.file={tmp_path / 'alertmanager.yml'}",
                 f"--storage.path={tmp_path / 'am-data'}",
                 f"--web.listen-address=127.0.0.1:{am_port}",
                 "--cluster.listen-address=",
-            ],
+            ),
             am_port,
         )
         rules = tmp_path / "ingestion-failures.rules.yml"
