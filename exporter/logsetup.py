@@ -49,5 +49,5 @@ def setup_logging(level: str, fmt: str, redactor: Redactor) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Request lines from the HTTP clients are noise at info level; failures are logged by us.
-    for noisy in ("httpx", "httpcore", "azure", "apscheduler"):
+    for noisy in ("aiohttp.client", "azure", "apscheduler"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

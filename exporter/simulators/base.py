@@ -15,6 +15,7 @@ import asyncio
 import json
 import re
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -116,10 +117,12 @@ class Simulator:
         # Stopping must not wait for stalled answers: they are the point of some tests.
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
         self._site: web.SockSite | None = None
+        # Set before ``start`` to serve HTTPS with this context.
+        self.ssl_context: ssl.SSLContext | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.ssl_context else 'http'}://{self.host}:{self.port}"
 
     def _call(self, coroutine: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=30)
@@ -133,7 +136,7 @@ class Simulator:
     async def _open(self) -> None:
         if self._socket is None:
             self._socket = _listening_socket(self.host, self.port)
-        self._site = web.SockSite(self._runner, self._socket)
+        self._site = web.SockSite(self._runner, self._socket, ssl_context=self.ssl_context)
         await self._site.start()
 
     async def _close(self) -> None:

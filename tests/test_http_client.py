@@ -1,0 +1,54 @@
+"""The sources' shared HTTP client: how it forms URLs and what it sends and refuses to follow."""
+
+from __future__ import annotations
+
+import pytest
+
+from exporter import __version__
+from exporter.records import Reason
+from exporter.simulators.rezolve import RezolveSimulator
+from exporter.sources.http import joined
+from tests.conftest import TENANT_A, rezolve_file, run_polls
+
+
+@pytest.mark.parametrize(
+    ("base", "url", "expected"),
+    [
+        ("https://api.example.com", "/v2/jobs", "https://api.example.com/v2/jobs"),
+        ("https://api.example.com/", "/v2/jobs", "https://api.example.com/v2/jobs"),
+        ("https://gw.example.com/rezolve", "/v2/jobs", "https://gw.example.com/rezolve/v2/jobs"),
+        ("https://gw.example.com/rezolve/", "v2/jobs", "https://gw.example.com/rezolve/v2/jobs"),
+        ("https://gw.example.com/api", "/jobs?start=2", "https://gw.example.com/api/jobs?start=2"),
+        ("https://platform.adobe.io", "https://ims.example.com/token", "https://ims.example.com/token"),
+    ],
+)
+def test_a_path_goes_under_the_base_urls_path_and_an_absolute_url_stays(
+    base: str, url: str, expected: str
+) -> None:
+    assert joined(base, url) == expected
+
+
+def rezolve_document(rezolve: RezolveSimulator) -> dict[str, object]:
+    tenants = [{"tenant_id": TENANT_A, "rezolve_domain": "acme.rezolve.ai", "platforms": ["sharepoint"]}]
+    source = {"name": "r", "kind": "rezolve", "base_url": rezolve.url, "token": "test-token"}
+    return {"sources": [{**source, "tenants": tenants, "timeout": "2s"}]}
+
+
+def test_every_request_names_the_exporter_and_asks_for_json(rezolve: RezolveSimulator) -> None:
+    rezolve.put(TENANT_A, "sharepoint", rezolve_file("f-1", "PARSE_ERROR", "Unable to parse", 1.7e9, 0))
+    exporter = run_polls(rezolve_document(rezolve))
+    assert exporter.states["r"].up is True
+    (request,) = rezolve.calls("/v2/azure/failed-files")
+    assert request.headers["user-agent"] == f"ingestion-failure-exporter/{__version__}"
+    assert request.headers["accept"] == "application/json"
+    assert "cookie" not in request.headers
+
+
+def test_a_redirect_is_an_http_error_and_is_not_followed(rezolve: RezolveSimulator) -> None:
+    # Following it would send the bearer token wherever the answer points.
+    path = "/v2/azure/failed-files"
+    rezolve.inject(path, status=307, headers={"Location": f"{path}?moved=1"}, times=1)
+    exporter = run_polls(rezolve_document(rezolve))
+    state = exporter.states["r"]
+    assert state.up is False and state.errors[Reason.HTTP_ERROR] == 1
+    assert len(rezolve.calls(path)) == 1
