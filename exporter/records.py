@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class Reason(StrEnum):
@@ -50,14 +49,16 @@ class PollError(Exception):
         self.detail = detail
 
 
-@dataclass(frozen=True, slots=True)
-class FailureRecord:
+class FailureRecord(NamedTuple):
     """One file that failed, as a source reads it, before classification.
 
     ``identity`` names the record within its source across polls (SPEC section 8);
     ``scope`` is the unit that fails together (a tenant and platform, a job, a batch) so that a
     partial failure can keep that unit's previous records; ``name`` and ``location`` say which
     file it is, for people (SPEC section 9), never for labels.
+
+    A named tuple: immutable, and made in a third of a frozen dataclass's time, which a poll of
+    100,000 records pays 100,000 times.
     """
 
     tenant: str

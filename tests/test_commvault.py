@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from exporter.records import Reason
+from exporter.simulators.base import SimRequest
 from exporter.simulators.commvault import CommvaultSimulator, SimJob
 from exporter.sources.commvault import csv_items
 from tests.conftest import failure_series, run_polls, series_key
@@ -91,6 +93,37 @@ def test_job_discovery_pages_with_limit_and_offset_headers(commvault: CommvaultS
         "jobFilter": ["Backup"],
     }
     assert sum(failure_series(exporter).values()) == 7
+
+
+def test_a_pages_jobs_are_read_while_the_next_page_is_on_its_way(commvault: CommvaultSimulator) -> None:
+    for i in range(1, 7):
+        commvault.add_job(job(i, [(f"C:\\f{i}.txt", "Access is denied.")]))
+    second_page = threading.Event()
+
+    def first_job_asked(request: SimRequest) -> bool:
+        if request.match["id"] == "1":
+            second_page.set()
+        return False  # noticed, not broken
+
+    # The second page is answered only once the first page's first job is asked for its items.
+    commvault.inject("^/Job$", when=lambda r: r.headers["offset"] == "3", hold=second_page, times=1)
+    commvault.inject("/FailedItems$", when=first_job_asked)
+    exporter = run_polls(source(commvault, page_size=3, lookback="1d"))
+    assert exporter.states["cv"].up is True
+    assert sum(failure_series(exporter).values()) == 6
+
+
+def test_a_failed_job_page_fails_the_poll_and_leaves_no_request_running(
+    commvault: CommvaultSimulator,
+) -> None:
+    for i in range(1, 7):
+        commvault.add_job(job(i, [(f"C:\\f{i}.txt", "Access is denied.")]))
+    commvault.inject("^/Job$", status=400, when=lambda r: r.headers["offset"] == "3")
+    commvault.inject("/FailedItems$", delay=0.3)  # the first page's items are still on the way
+    exporter = run_polls(source(commvault, page_size=3, lookback="1d"))
+    state = exporter.states["cv"]
+    assert state.up is False and state.result is None
+    assert {reason: n for reason, n in state.errors.items() if n} == {Reason.HTTP_ERROR: 1}
 
 
 def test_only_jobs_that_ended_within_the_lookback_count(commvault: CommvaultSimulator) -> None:

@@ -52,3 +52,33 @@ def test_a_redirect_is_an_http_error_and_is_not_followed(rezolve: RezolveSimulat
     state = exporter.states["r"]
     assert state.up is False and state.errors[Reason.HTTP_ERROR] == 1
     assert len(rezolve.calls(path)) == 1
+
+
+@pytest.fixture
+def clean_proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in ("http_proxy", "https_proxy", "no_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    return monkeypatch
+
+
+def test_the_proxy_the_environment_names_carries_every_request(
+    rezolve: RezolveSimulator, clean_proxy_env: pytest.MonkeyPatch
+) -> None:
+    # The simulator stands in for the proxy: a request in absolute form reaches its routes.
+    clean_proxy_env.setenv("HTTP_PROXY", rezolve.url)
+    document = rezolve_document(rezolve)
+    document["sources"][0]["base_url"] = "http://rezolve.example.invalid"  # type: ignore[index]
+    exporter = run_polls(document)
+    assert exporter.states["r"].up is True
+    (request,) = rezolve.calls("/v2/azure/failed-files")
+    assert request.headers["host"] == "rezolve.example.invalid"
+
+
+def test_a_host_no_proxy_names_is_reached_directly(
+    rezolve: RezolveSimulator, clean_proxy_env: pytest.MonkeyPatch
+) -> None:
+    clean_proxy_env.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    clean_proxy_env.setenv("NO_PROXY", "127.0.0.1")
+    exporter = run_polls(rezolve_document(rezolve))
+    assert exporter.states["r"].up is True

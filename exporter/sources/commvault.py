@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -148,11 +149,6 @@ class CommvaultSource(SingleTenantSource[CommvaultConfig]):
 
     async def read(self, out: RecordSink) -> None:
         now = time.time()
-        jobs = [
-            job
-            for job in await self._jobs()
-            if job.ended > 0 and now - job.ended <= self.config.lookback and job.may_have_failures
-        ]
         tenant = self.tenant
         seen: RepeatedFailures[tuple[str, str, str, str, str]] = RepeatedFailures()
 
@@ -161,15 +157,29 @@ class CommvaultSource(SingleTenantSource[CommvaultConfig]):
             for entity, message in await self._items_of(job):
                 seen.add((tenant, job.platform, job.client, job.subclient, entity), message, job.ended, scope)
 
-        await gather_parts(out, [(f"job:{job.job_id}", items_of(job, f"job:{job.job_id}")) for job in jobs])
+        # A page's jobs are asked for their items while the next page is on its way.
+        parts: list[tuple[str, asyncio.Future[None]]] = []
+        try:
+            async for page in self._job_pages():
+                parts += [
+                    (f"job:{job.job_id}", asyncio.ensure_future(items_of(job, f"job:{job.job_id}")))
+                    for job in page
+                    if job.ended > 0 and now - job.ended <= self.config.lookback and job.may_have_failures
+                ]
+        except BaseException:
+            for _, started in parts:
+                started.cancel()
+            await asyncio.gather(*(started for _, started in parts), return_exceptions=True)
+            raise
+        await gather_parts(out, parts)
         for record in seen.records(tenant, platform_of=lambda identity: identity[1], describe=describe):
             out.add(record)
 
-    async def _jobs(self) -> list[Job]:
+    async def _job_pages(self) -> AsyncIterator[list[Job]]:
         if self.config.job_ids:
             bodies = await asyncio.gather(*(self._get(f"/Job/{i}") for i in self.config.job_ids))
-            return [job_from_summary(s) for body in bodies for s in summaries(body, "GET /Job/{id}")]
-        jobs: list[Job] = []
+            yield [job_from_summary(s) for body in bodies for s in summaries(body, "GET /Job/{id}")]
+            return
         offset = 0
         params = {
             "completedJobLookupTime": str(int(self.config.lookback)),
@@ -180,11 +190,11 @@ class CommvaultSource(SingleTenantSource[CommvaultConfig]):
             headers = {"limit": str(self.config.page_size), "offset": str(offset)}
             body = await self._get("/Job", params=params, headers=headers)
             page = summaries(body, "GET /Job")
-            jobs += [job_from_summary(s) for s in page if s.get("isVisible", True) is not False]
+            yield [job_from_summary(s) for s in page if s.get("isVisible", True) is not False]
             offset += len(page)
             total = body.get("totalRecordsWithoutPaging")
             if not page or len(page) < self.config.page_size or (isinstance(total, int) and offset >= total):
-                return jobs
+                return
 
     async def _items_of(self, job: Job) -> list[tuple[str, str]]:
         what = f"GET /Job/{job.job_id}/FailedItems"

