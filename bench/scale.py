@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import base64
 import functools
-import gc
 import hashlib
 import json
 import multiprocessing
@@ -34,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from run import aggregate, records  # noqa: E402  # the other benchmarks' records and aggregation
+from run import aggregate, records, timed  # noqa: E402  # the other benchmarks' helpers
 from soak import free_port  # noqa: E402
 
 from exporter.config import build_settings  # noqa: E402
@@ -445,17 +444,8 @@ def bench_aggregation(count: int, tenants: int, repeat: int) -> list[Row]:
     def ours() -> None:
         aggregate(items, Classifier(), details)
 
-    def cpu_seconds(action: Callable[[], Any]) -> float:
-        samples = []
-        for _ in range(repeat):
-            gc.collect()
-            start = time.process_time()
-            action()
-            samples.append(time.process_time() - start)
-        return median_of(samples)
-
-    baseline = cpu_seconds(lambda: straightforward_aggregate(items, rules))
-    mine = cpu_seconds(ours)
+    baseline = timed(lambda: straightforward_aggregate(items, rules), repeat, time.process_time)
+    mine = timed(ours, repeat, time.process_time)
     return [
         (
             f"aggregate {count:,} parsed records of {tenants:,} tenants, details on, CPU time",

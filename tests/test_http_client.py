@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from exporter import __version__
 from exporter.records import Reason
 from exporter.simulators.rezolve import RezolveSimulator
 from exporter.sources.http import joined
-from tests.conftest import TENANT_A, rezolve_file, run_polls
+from tests.conftest import TENANT_A, rezolve_file, rezolve_source, run_polls
 
 
 @pytest.mark.parametrize(
@@ -28,10 +30,9 @@ def test_a_path_goes_under_the_base_urls_path_and_an_absolute_url_stays(
     assert joined(base, url) == expected
 
 
-def rezolve_document(rezolve: RezolveSimulator) -> dict[str, object]:
+def rezolve_document(rezolve: RezolveSimulator, **overrides: Any) -> dict[str, Any]:
     tenants = [{"tenant_id": TENANT_A, "rezolve_domain": "acme.rezolve.ai", "platforms": ["sharepoint"]}]
-    source = {"name": "r", "kind": "rezolve", "base_url": rezolve.url, "token": "test-token"}
-    return {"sources": [{**source, "tenants": tenants, "timeout": "2s"}]}
+    return {"sources": [rezolve_source(rezolve, name="r", tenants=tenants, **overrides)]}
 
 
 def test_every_request_names_the_exporter_and_asks_for_json(rezolve: RezolveSimulator) -> None:
@@ -67,9 +68,7 @@ def test_the_proxy_the_environment_names_carries_every_request(
 ) -> None:
     # The simulator stands in for the proxy: a request in absolute form reaches its routes.
     clean_proxy_env.setenv("HTTP_PROXY", rezolve.url)
-    document = rezolve_document(rezolve)
-    document["sources"][0]["base_url"] = "http://rezolve.example.invalid"  # type: ignore[index]
-    exporter = run_polls(document)
+    exporter = run_polls(rezolve_document(rezolve, base_url="http://rezolve.example.invalid"))
     assert exporter.states["r"].up is True
     (request,) = rezolve.calls("/v2/azure/failed-files")
     assert request.headers["host"] == "rezolve.example.invalid"

@@ -152,8 +152,9 @@ class CommvaultSource(SingleTenantSource[CommvaultConfig]):
         tenant = self.tenant
         seen: RepeatedFailures[tuple[str, str, str, str, str]] = RepeatedFailures()
 
-        async def items_of(job: Job, scope: str) -> None:
+        async def items_of(job: Job) -> None:
             # Merged as each job's answer comes, while the others are still on the way.
+            scope = scope_of(job)
             for entity, message in await self._items_of(job):
                 seen.add((tenant, job.platform, job.client, job.subclient, entity), message, job.ended, scope)
 
@@ -162,7 +163,7 @@ class CommvaultSource(SingleTenantSource[CommvaultConfig]):
         try:
             async for page in self._job_pages():
                 parts += [
-                    (f"job:{job.job_id}", asyncio.ensure_future(items_of(job, f"job:{job.job_id}")))
+                    (scope_of(job), asyncio.ensure_future(items_of(job)))
                     for job in page
                     if job.ended > 0 and now - job.ended <= self.config.lookback and job.may_have_failures
                 ]
@@ -245,6 +246,10 @@ class CommvaultSource(SingleTenantSource[CommvaultConfig]):
         self.secret_issued(token)
         self.secret_issued(token.partition(" ")[2])  # the bare token, as an error may quote it
         return token
+
+
+def scope_of(job: Job) -> str:
+    return f"job:{job.job_id}"
 
 
 def describe(identity: tuple[str, str, str, str, str]) -> tuple[str, str]:

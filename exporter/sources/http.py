@@ -202,11 +202,15 @@ class HttpClient:
             self._gate,
             self._opened().request(method, target, allow_redirects=False, **kwargs) as answer,
         ):
-            declared = answer.content_length
-            if not truncate and declared is not None and declared > max_bytes:
-                raise PollError(
+
+            def too_large() -> PollError:
+                return PollError(
                     Reason.INVALID_RESPONSE, f"{method} {answer.url.path}: body over {max_bytes} bytes"
                 )
+
+            declared = answer.content_length
+            if not truncate and declared is not None and declared > max_bytes:
+                raise too_large()
             chunks, size = [], 0
             async for chunk in answer.content.iter_any():
                 chunks.append(chunk)
@@ -214,9 +218,7 @@ class HttpClient:
                 if size > max_bytes:
                     if truncate:
                         break
-                    raise PollError(
-                        Reason.INVALID_RESPONSE, f"{method} {answer.url.path}: body over {max_bytes} bytes"
-                    )
+                    raise too_large()
             body = b"".join(chunks)
             return Response(answer.status, answer.headers, body[:max_bytes] if truncate else body)
 
