@@ -217,6 +217,51 @@ def run_polls(target: dict[str, Any] | Any, *between: Callable[[], Any]) -> Any:
     return exporter
 
 
+def poll_holding_until_counted(
+    document: dict[str, Any], simulator: Any, path: str, first: str, **matching: Any
+) -> Any:
+    """Poll the document's one source once, the simulator holding the answers to ``path`` (and
+    ``matching``) until the record whose identity ends with ``first`` is counted. A source that
+    counts only after its last answer never counts it: the held parts time out and fail. The
+    poll's result."""
+    import asyncio
+    import threading
+
+    from exporter.config import build_settings
+    from exporter.pipeline.aggregate import PollAggregator
+    from exporter.pipeline.classify import Classifier
+    from exporter.records import FailureRecord
+    from exporter.sources import build_source
+
+    counted = threading.Event()
+
+    class Watched(PollAggregator):
+        def add(self, record: FailureRecord) -> None:
+            super().add(record)
+            if record.identity[-1] == first:
+                counted.set()
+
+    [config] = build_settings(document, {}).sources
+    source = build_source(config)
+    out = Watched(
+        classifier=Classifier(), retry_count_cap=5, max_series=1000, owns_tenant=lambda _: True, deadline=1e18
+    )
+    simulator.inject(path, hold=counted, **matching)
+
+    async def run() -> None:
+        try:
+            await source.poll(out)
+        finally:
+            await source.aclose()
+
+    try:
+        asyncio.run(run())
+    finally:
+        counted.set()  # nothing stays held past the test
+    assert not out.failures, out.failures
+    return out.finish(None)
+
+
 def failure_series(exporter: Any) -> dict[frozenset[tuple[str, str]], float]:
     return series(parse_exposition(exporter.snapshot.text.decode()), "ingestion_failed_files")
 

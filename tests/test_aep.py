@@ -12,7 +12,7 @@ import pytest
 from exporter.records import Reason
 from exporter.simulators.aep import AepSimulator, SimBatch, validation_file
 from exporter.sources.aep import first_validation_message
-from tests.conftest import eventually, failure_series, run_polls, series_key
+from tests.conftest import eventually, failure_series, poll_holding_until_counted, run_polls, series_key
 
 BAD_DATE = "[2018-00-23T22:07:01Z] is not a valid date-time. Expected [yyyy-MM-dd'T'HH:mm:ssZ]"
 
@@ -79,6 +79,14 @@ def test_sends_the_four_headers_and_classifies_each_failed_file(aep: AepSimulato
         assert request.headers["x-sandbox-name"] == "prod"
     [token] = aep.calls("/ims/token/v3")
     assert token.headers["content-type"] == "application/x-www-form-urlencoded"
+
+
+def test_a_batchs_files_are_counted_while_other_batches_are_still_answering(aep: AepSimulator) -> None:
+    batch(aep, "B1", {"first.json": validation_file(BAD_DATE)})
+    batch(aep, "B2", {"second.json": validation_file(BAD_DATE)})
+    # B2's failed files are listed only once B1's are counted.
+    result = poll_holding_until_counted(oauth(aep), aep, "/batches/B2/failed$", "first.json")
+    assert sum(result.counts.values()) == 2
 
 
 def test_catalog_discovery_pages_and_filters_to_failed_batches_in_the_lookback(aep: AepSimulator) -> None:

@@ -15,7 +15,7 @@ from exporter.records import Reason
 from exporter.simulators.base import SimRequest
 from exporter.simulators.commvault import CommvaultSimulator, SimJob
 from exporter.sources.commvault import csv_items
-from tests.conftest import failure_series, run_polls, series_key
+from tests.conftest import failure_series, poll_holding_until_counted, run_polls, series_key
 
 HOUR = 3600.0
 
@@ -150,6 +150,14 @@ def test_an_item_failing_in_several_jobs_is_one_record_with_derived_retries(
         key("windows_file_system", "FILE_LOCKED", "2"): 1,  # latest reason, failed in 3 jobs
         key("windows_file_system", "ACCESS_DENIED", "0"): 2,  # C:\y, and C:\x on fs02
     }
+
+
+def test_a_jobs_items_are_counted_while_other_jobs_are_still_answering(commvault: CommvaultSimulator) -> None:
+    commvault.add_job(job(1, [("C:\\first.txt", "Access is denied.")], age=2 * HOUR))
+    commvault.add_job(job(2, [("C:\\second.txt", "Access is denied.")], age=HOUR))
+    # Job 2's items are answered only once job 1's are counted.
+    result = poll_holding_until_counted(source(commvault), commvault, "^/Job/2/FailedItems$", "C:\\first.txt")
+    assert sum(result.counts.values()) == 2
 
 
 def test_csv_items_are_mapped_by_column_name(commvault: CommvaultSimulator) -> None:

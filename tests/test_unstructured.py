@@ -11,7 +11,7 @@ import pytest
 
 from exporter.records import Reason
 from exporter.simulators.unstructured import SimJob, UnstructuredSimulator
-from tests.conftest import failure_series, run_polls, series_key
+from tests.conftest import failure_series, poll_holding_until_counted, run_polls, series_key
 
 HOUR = 3600.0
 
@@ -112,6 +112,25 @@ def test_platform_is_the_source_connector_type_cached_else_unstructured(
     }
     assert len(unstructured.calls(f"/workflows/{wf}$")) == 1  # cached across polls
     assert len(unstructured.calls("/sources/")) == 1
+
+
+def test_a_jobs_files_are_counted_while_other_jobs_are_still_answering(
+    unstructured: UnstructuredSimulator,
+) -> None:
+    wf = unstructured.add_workflow("kb", "sharepoint")
+    first = job(unstructured, wf, "FAILED", 2 * HOUR, [("first.pdf", "timed out")])
+    others = [job(unstructured, wf, "FAILED", HOUR, [(f"other-{i}.pdf", "timed out")]) for i in range(4)]
+    # The other jobs' files are answered only once the first job's are counted.
+    result = poll_holding_until_counted(
+        source(unstructured),
+        unstructured,
+        "/failed-files$",
+        "first.pdf",
+        when=lambda r: first.job_id not in r.path,
+    )
+    assert result.counts == {("acme", "sharepoint", "TIMEOUT", "0"): 1 + len(others)}
+    # Asked once in the poll, though five of its jobs had failed files to count.
+    assert len(unstructured.calls(f"/workflows/{wf}$")) == 1
 
 
 def test_only_the_configured_workflows_are_listed(unstructured: UnstructuredSimulator) -> None:

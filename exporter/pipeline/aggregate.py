@@ -110,6 +110,8 @@ class PollAggregator:
         # Per label set: [the labels (one tuple shared by its entries), count, oldest, newest].
         self._slots: dict[LabelKey, list[Any]] = {}
         self._dropped: set[LabelKey] = set()
+        # Label sets whose oldest or newest time left with a revised record (see ``revise``).
+        self._stale: set[LabelKey] = set()
         self._scanned = 0
         # Label values repeat: each raw value is made safe once, each tenant's shard asked once.
         self._safe: dict[str, str] = {}
@@ -161,8 +163,43 @@ class PollAggregator:
         if self._place(key, labels, record.failed_at, record.scope) and self._limits is not None:
             self._keep_detail(key, record, self._limits)
 
+    def revise(self, record: FailureRecord) -> None:
+        """A record already added is now as ``record`` says (a later run failed it again): it is
+        counted as it is now, not as it was. Not a new record: ``scanned`` stays as it is."""
+        tenant = self._tenant or self._safe_label(record.tenant)
+        if not self._owns_label(tenant):
+            return
+        key = hash(record.identity)
+        earlier = self._entries.pop(key, None)
+        if earlier is not None:
+            self._take_back(earlier)
+        labels = (
+            tenant,
+            self._platform or self._safe_label(record.platform),
+            self._classifier.resolve(record.reported_type, record.message),
+            retry_label(record.retry_count, self._cap),
+        )
+        if self._place(key, labels, record.failed_at, record.scope):
+            if self._limits is not None:
+                self._keep_detail(key, record, self._limits)
+        else:
+            self._details.pop(key, None)
+
+    def _take_back(self, entry: Entry) -> None:
+        """Undo an entry's count. A label set left empty is gone (it frees its place under the
+        series cap); one whose oldest or newest time may have left is worked out again at
+        ``finish``."""
+        labels, failed_at, _ = entry
+        slot = self._slots[labels]
+        slot[1] -= 1
+        if slot[1] == 0:
+            del self._slots[labels]
+            self._stale.discard(labels)
+        elif failed_at is not None and failed_at in (slot[2], slot[3]):
+            self._stale.add(labels)
+
     def _keep_detail(self, key: Key, record: FailureRecord, limits: DetailLimits) -> None:
-        if len(self._details) >= limits.max_records:
+        if len(self._details) >= limits.max_records and key not in self._details:
             self._details_truncated = True
             return
         shared = self._shared
@@ -207,6 +244,8 @@ class PollAggregator:
         """The oldest and newest failed_at of each (tenant, platform), from the label sets'."""
         oldest: dict[tuple[str, str], float] = {}
         newest: dict[tuple[str, str], float] = {}
+        if self._stale:
+            self._recompute_stale()
         for labels, _, low, high in self._slots.values():
             pair = (labels[0], labels[1])
             if low is not None and low < oldest.get(pair, float("inf")):
@@ -214,6 +253,21 @@ class PollAggregator:
             if high is not None and high > newest.get(pair, float("-inf")):
                 newest[pair] = high
         return oldest, newest
+
+    def _recompute_stale(self) -> None:
+        """The oldest and newest time of each stale label set, from its entries: one pass."""
+        stale = self._stale
+        for labels in stale:
+            slot = self._slots[labels]
+            slot[2] = slot[3] = None
+        for labels, failed_at, _ in self._entries.values():
+            if failed_at is not None and labels in stale:
+                slot = self._slots[labels]
+                if slot[2] is None or failed_at < slot[2]:
+                    slot[2] = failed_at
+                if slot[3] is None or failed_at > slot[3]:
+                    slot[3] = failed_at
+        stale.clear()
 
     def finish(self, previous: PollResult | None) -> PollResult:
         """The poll's result, with the previous records of every failed scope carried over; of
@@ -239,7 +293,8 @@ class PollAggregator:
             oldest=oldest,
             newest=newest,
             scanned=self._scanned,
-            dropped=len(self._dropped),
+            # A label set refused once may have found room later, when a revised record left one.
+            dropped=len(self._dropped.difference(self._slots)),
             details=self._details,
             details_truncated=self._details_truncated,
             watermark=watermark,

@@ -134,14 +134,17 @@ class AepSource(SingleTenantSource[AepConfig]):
 
     async def read(self, out: RecordSink) -> None:
         batches = await self._failed_batches()
-        parts = [(f"batch:{b.batch_id}", self._records_of(b)) for b in batches]
         kept: dict[tuple[str, str], str] = {}
         read: set[str] = set()
-        for scope, records in await gather_parts(out, parts):
-            read.add(scope.removeprefix("batch:"))
-            for record in records:
+
+        async def count(batch: Batch) -> None:
+            # Counted as each batch's files are in, while the other batches' are on the way.
+            for record in await self._records_of(batch):
                 out.add(record)
-                kept[(record.identity[0], record.identity[1])] = record.message
+                kept[(batch.batch_id, record.identity[1])] = record.message
+            read.add(batch.batch_id)
+
+        await gather_parts(out, [(f"batch:{b.batch_id}", count(b)) for b in batches])
         # A batch whose part failed this time keeps its files' classifications for the next.
         unread = {b.batch_id for b in batches} - read
         kept.update({key: message for key, message in self._classified.items() if key[0] in unread})

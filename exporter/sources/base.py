@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -34,6 +33,10 @@ class RecordSink(Protocol):
     def wants(self, tenant: str) -> bool: ...
 
     def add(self, record: FailureRecord) -> None: ...
+
+    def revise(self, record: FailureRecord) -> None:
+        """A record of this poll already added is now as ``record`` says (same identity)."""
+        ...
 
     def changed_at(self, moment: float) -> None:
         """When a record just added last changed, on the platform's clock (it sets the next
@@ -106,55 +109,50 @@ def slug(text: str) -> str:
     return "_".join(part for part in out.split("_") if part) or "unknown"
 
 
-@dataclass(slots=True)
-class Repeat:
-    """The latest failure of one identity in the window, and in how many runs it failed."""
-
-    message: str
-    when: float
-    run: str
-    runs: int = 1
-
-
 class RepeatedFailures(Generic[IdentityT]):
     """Merges failures of the same identity across the runs (jobs) of a window into one record
-    whose retry count is the number of *other* runs it failed in (SPEC section 8)."""
+    whose retry count is the number of *other* runs it failed in (SPEC section 8).
 
-    def __init__(self) -> None:
-        self._seen: dict[IdentityT, Repeat] = {}
+    A record reaches the sink when its first run answers, and is revised there each time
+    another run repeats it: a poll counts its records while the other answers are on the way,
+    instead of all of them after the last one.
+    """
 
-    def add(self, identity: IdentityT, message: str, when: float, run: str) -> None:
+    def __init__(self, out: RecordSink, tenant: str) -> None:
+        self._out = out
+        self._tenant = tenant
+        # Per identity: the latest run's message, time and run, and in how many runs it failed.
+        # Tuples of plain values, which the garbage collector soon stops tracking (lists, it
+        # would walk again at every collection).
+        self._seen: dict[IdentityT, tuple[str, float, str, int]] = {}
+
+    def add(
+        self,
+        identity: IdentityT,
+        platform: str,
+        message: str,
+        when: float,
+        run: str,
+        name: str,
+        location: str,
+    ) -> None:
+        """One run's failure of ``identity``; ``name`` and ``location`` say which file it is."""
         known = self._seen.get(identity)
         if known is None:
-            self._seen[identity] = Repeat(message, when, run)
+            # The common case, once per record of a poll: no more work than the record itself.
+            self._seen[identity] = (message, when, run, 1)
+            self._out.add(
+                FailureRecord(self._tenant, platform, identity, message, None, 0, when, run, name, location)
+            )
             return
-        known.runs += 1
         # The latest run's failure; of runs that ended together, the same one whatever order
         # their answers came in.
-        if when > known.when or (when == known.when and run > known.run):
-            known.message, known.when, known.run = message, when, run
-
-    def identities(self) -> Iterable[IdentityT]:
-        return self._seen.keys()
-
-    def records(
-        self,
-        tenant: str,
-        platform_of: Callable[[IdentityT], str],
-        describe: Callable[[IdentityT], tuple[str, str]],
-    ) -> Iterator[FailureRecord]:
-        """One record per identity: its latest message and time, its run as the scope, and the
-        ``(name, location)`` that ``describe`` gives it."""
-        for identity, item in self._seen.items():
-            name, location = describe(identity)
-            yield FailureRecord(
-                tenant=tenant,
-                platform=platform_of(identity),
-                identity=identity,
-                message=item.message,
-                retry_count=item.runs - 1,
-                failed_at=item.when,
-                scope=item.run,
-                name=name,
-                location=location,
+        if not (when > known[1] or (when == known[1] and run > known[2])):
+            message, when, run = known[0], known[1], known[2]
+        runs = known[3] + 1
+        self._seen[identity] = (message, when, run, runs)
+        self._out.revise(
+            FailureRecord(
+                self._tenant, platform, identity, message, None, runs - 1, when, run, name, location
             )
+        )

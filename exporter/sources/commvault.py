@@ -150,13 +150,21 @@ class CommvaultSource(SingleTenantSource[CommvaultConfig]):
     async def read(self, out: RecordSink) -> None:
         now = time.time()
         tenant = self.tenant
-        seen: RepeatedFailures[tuple[str, str, str, str, str]] = RepeatedFailures()
+        seen: RepeatedFailures[tuple[str, str, str, str, str]] = RepeatedFailures(out, tenant)
 
         async def items_of(job: Job) -> None:
-            # Merged as each job's answer comes, while the others are still on the way.
-            scope = scope_of(job)
+            # Counted as each job's answer comes, while the others are still on the way.
+            scope, platform, client, subclient, ended = (
+                scope_of(job),
+                job.platform,
+                job.client,
+                job.subclient,
+                job.ended,
+            )
+            folder = f"{client}/{subclient}:"  # SPEC section 9: an item is at client/subclient:path
             for entity, message in await self._items_of(job):
-                seen.add((tenant, job.platform, job.client, job.subclient, entity), message, job.ended, scope)
+                identity = (tenant, platform, client, subclient, entity)
+                seen.add(identity, platform, message, ended, scope, name_of(entity), folder + entity)
 
         # A page's jobs are asked for their items while the next page is on its way.
         parts: list[tuple[str, asyncio.Future[None]]] = []
@@ -173,8 +181,6 @@ class CommvaultSource(SingleTenantSource[CommvaultConfig]):
             await asyncio.gather(*(started for _, started in parts), return_exceptions=True)
             raise
         await gather_parts(out, parts)
-        for record in seen.records(tenant, platform_of=lambda identity: identity[1], describe=describe):
-            out.add(record)
 
     async def _job_pages(self) -> AsyncIterator[list[Job]]:
         if self.config.job_ids:
@@ -252,11 +258,9 @@ def scope_of(job: Job) -> str:
     return f"job:{job.job_id}"
 
 
-def describe(identity: tuple[str, str, str, str, str]) -> tuple[str, str]:
-    """SPEC section 9: the item's last path element, and ``client/subclient:path``."""
-    _, _, client, subclient, entity = identity
-    name = entity.replace("\\", "/").rstrip("/").rpartition("/")[2] or entity
-    return name, f"{client}/{subclient}:{entity}"
+def name_of(entity: str) -> str:
+    """SPEC section 9: an item's name is the last element of its path (either separator)."""
+    return entity.replace("\\", "/").rstrip("/").rpartition("/")[2] or entity
 
 
 def summaries(body: Any, what: str) -> list[dict[str, Any]]:

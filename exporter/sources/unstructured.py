@@ -10,6 +10,7 @@ jobs of one workflow is one record whose ``retry_count`` is the number of other 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -60,19 +61,25 @@ class UnstructuredSource(SingleTenantSource[UnstructuredConfig]):
 
     async def read(self, out: RecordSink) -> None:
         jobs = await self._recent_finished_jobs()
-        parts = [(f"job:{job.job_id}", self._failed_files(job)) for job in jobs]
-        seen: RepeatedFailures[tuple[str, str, str]] = RepeatedFailures()
-        for scope, (job, files) in await gather_parts(out, parts):
+        seen: RepeatedFailures[tuple[str, str, str]] = RepeatedFailures(out, self.tenant)
+        # Each workflow's platform is asked once a poll, by the first of its jobs with failures.
+        platforms: dict[str, asyncio.Future[str]] = {}
+
+        async def files_of(job: Job) -> None:
+            files = await self._failed_files(job)
+            if not files:
+                return
+            asked = platforms.get(job.workflow_id)
+            if asked is None:
+                asked = platforms[job.workflow_id] = asyncio.ensure_future(self._platform_of(job.workflow_id))
+            platform = await asked
+            scope = f"job:{job.job_id}"
             for document, message in files:
-                seen.add((self.tenant, job.workflow_id, document), message, job.created, scope)
-        workflows = {identity[1] for identity in seen.identities()}
-        platforms = {w: await self._platform_of(w) for w in sorted(workflows)}
-        for record in seen.records(
-            self.tenant,
-            platform_of=lambda identity: platforms[identity[1]],
-            describe=lambda identity: (identity[2], identity[1]),  # the document, the workflow
-        ):
-            out.add(record)
+                # SPEC section 9: the document is the name, its workflow the location.
+                identity = (self.tenant, job.workflow_id, document)
+                seen.add(identity, platform, message, job.created, scope, document, job.workflow_id)
+
+        await gather_parts(out, [(f"job:{job.job_id}", files_of(job)) for job in jobs])
 
     async def _recent_finished_jobs(self) -> list[Job]:
         queries = [{"workflow_id": w} for w in self.config.workflow_ids] or [{}]
@@ -90,14 +97,14 @@ class UnstructuredSource(SingleTenantSource[UnstructuredConfig]):
                 jobs[job_id] = Job(job_id, workflow, status, created)
         return list(jobs.values())
 
-    async def _failed_files(self, job: Job) -> tuple[Job, list[tuple[str, str]]]:
+    async def _failed_files(self, job: Job) -> list[tuple[str, str]]:
         if job.status != "failed" and not await self._details_show_failures(job):
-            return job, []
+            return []
         body = await self._http.json("GET", f"{API}/jobs/{job.job_id}/failed-files")
         files = body.get("failed_files") if isinstance(body, dict) else None
         if not isinstance(files, list) or not all(isinstance(f, dict) and "document" in f for f in files):
             raise PollError(Reason.INVALID_RESPONSE, f"job {job.job_id}: failed_files is not a list of files")
-        return job, [(str(f["document"]), str(f.get("error") or "")) for f in files]
+        return [(str(f["document"]), str(f.get("error") or "")) for f in files]
 
     async def _details_show_failures(self, job: Job) -> bool:
         details = await self._http.json("GET", f"{API}/jobs/{job.job_id}/details")

@@ -1,0 +1,102 @@
+"""Failures repeated across a window's runs: counted as each run answers, revised by later ones."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exporter.pipeline.aggregate import DetailLimits, PollAggregator, PollResult
+from exporter.pipeline.classify import Classifier
+from exporter.records import FailureRecord
+from exporter.sources.base import RepeatedFailures
+
+MESSAGES = ("Access is denied.", "The file is locked by another user", "Unable to parse document")
+# One run's failure: (file, message, when the run ended, run). Few files, so that they repeat.
+FAILURES = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "b", "c", "d"]),
+        st.sampled_from(MESSAGES),
+        st.sampled_from([10.0, 20.0, 30.0]),
+        st.sampled_from(["job:1", "job:2", "job:3", "job:4"]),
+    ),
+    max_size=25,
+)
+
+
+def aggregator(max_series: int = 1000, owns: tuple[str, ...] = ("acme",)) -> PollAggregator:
+    return PollAggregator(
+        classifier=Classifier(),
+        retry_count_cap=2,
+        max_series=max_series,
+        owns_tenant=lambda tenant: tenant in owns,
+        deadline=float("inf"),
+        details=DetailLimits(max_records=100, message_max_chars=512),
+        seen_at=1.0,
+    )
+
+
+def counted_on_arrival(failures: list[tuple[str, str, float, str]], out: PollAggregator) -> PollResult:
+    seen: RepeatedFailures[tuple[str, str]] = RepeatedFailures(out, "acme")
+    for file, message, when, run in failures:
+        seen.add(("acme", file), "fs", message, when, run, file, f"share/{file}")
+    return out.finish(None)
+
+
+def merged_then_counted(failures: list[tuple[str, str, float, str]]) -> PollResult:
+    """What the window means (SPEC section 8), written the plain way: merge every run's failures
+    first, then count one record per file."""
+    runs: dict[str, list[tuple[float, str, str]]] = {}
+    for file, message, when, run in failures:
+        runs.setdefault(file, []).append((when, run, message))
+    out = aggregator()
+    for file, seen in runs.items():
+        when, run, message = max(seen, key=lambda failure: failure[:2])  # the latest; of a tie, the first
+        out.add(
+            FailureRecord(
+                "acme", "fs", ("acme", file), message, None, len(seen) - 1, when, run, file, f"share/{file}"
+            )
+        )
+    return out.finish(None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(FAILURES)
+def test_counting_at_arrival_ends_where_merging_first_does(
+    failures: list[tuple[str, str, float, str]],
+) -> None:
+    assert counted_on_arrival(failures, aggregator()) == merged_then_counted(failures)
+
+
+def test_a_label_set_a_revision_empties_is_gone_and_frees_its_place_under_the_cap() -> None:
+    failures = [("a", MESSAGES[0], 10.0, "job:1"), ("a", MESSAGES[0], 20.0, "job:2")]
+    result = counted_on_arrival(failures, aggregator(max_series=1))
+    assert result.counts == {("acme", "fs", "ACCESS_DENIED", "1"): 1}
+    assert result.dropped == 0
+
+
+def test_the_oldest_and_newest_follow_a_revised_record() -> None:
+    failures = [
+        ("a", MESSAGES[0], 10.0, "job:1"),
+        ("b", MESSAGES[0], 20.0, "job:2"),
+        ("a", MESSAGES[0], 30.0, "job:3"),  # "a" now failed last at 30, in its second run
+        ("c", MESSAGES[0], 20.0, "job:2"),
+        ("c", MESSAGES[0], 30.0, "job:3"),
+    ]
+    result = counted_on_arrival(failures, aggregator())
+    assert result.counts == {("acme", "fs", "ACCESS_DENIED", "0"): 1, ("acme", "fs", "ACCESS_DENIED", "1"): 2}
+    assert result.oldest == {("acme", "fs"): 20.0} and result.newest == {("acme", "fs"): 30.0}
+
+
+def test_a_revision_is_not_a_record_scanned_and_keeps_the_first_seen_time() -> None:
+    failures = [("a", MESSAGES[0], 10.0, "job:1"), ("a", MESSAGES[1], 20.0, "job:2")]
+    result = counted_on_arrival(failures, aggregator())
+    assert result.scanned == 1
+    [(identity, name, _, message, retry_count, first_seen, _)] = result.details.values()
+    assert (identity, name, message, retry_count, first_seen) == ("acme/a", "a", MESSAGES[1], 1, 1.0)
+
+
+def test_a_revision_of_a_tenant_another_shard_owns_is_not_counted() -> None:
+    out = aggregator(owns=())
+    failures = [("a", MESSAGES[0], 10.0, "job:1"), ("a", MESSAGES[0], 20.0, "job:2")]
+    result = counted_on_arrival(failures, out)
+    assert result.counts == {} and result.details == {}
