@@ -15,7 +15,7 @@ from exporter.config import ConfigError, Settings, build_settings, load_config, 
 from exporter.demo import Demo
 from exporter.logsetup import setup_logging
 from exporter.redact import Redactor
-from exporter.runtime import Exporter
+from exporter.runtime import Exporter, tune_garbage_collection
 from exporter.scheduler import apply_changes, build_scheduler
 from exporter.serving.auth import WebConfig, load_web_config
 from exporter.serving.failures import FailureIndex, Query, as_json, search
@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
     redactor = settings.redactor()
     setup_logging(args.log_level, args.log_format, redactor)
+    tune_garbage_collection()
     try:
         if args.once:
             return asyncio.run(run_once(settings, args.failures))

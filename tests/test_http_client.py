@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -9,7 +11,7 @@ import pytest
 from exporter import __version__
 from exporter.records import Reason
 from exporter.simulators.rezolve import RezolveSimulator
-from exporter.sources.http import joined
+from exporter.sources.http import HttpClient, joined
 from tests.conftest import TENANT_A, rezolve_file, rezolve_source, run_polls
 
 
@@ -81,3 +83,21 @@ def test_a_host_no_proxy_names_is_reached_directly(
     clean_proxy_env.setenv("NO_PROXY", "127.0.0.1")
     exporter = run_polls(rezolve_document(rezolve))
     assert exporter.states["r"].up is True
+
+
+def test_the_next_request_goes_out_before_the_caller_works_on_an_answer(rezolve: RezolveSimulator) -> None:
+    # A fan-out poll counts each answer while the next request is on its way, not before sending it.
+    path = "/v2/azure/failed-files"
+    rezolve.inject(path, status=200, body="{}")
+    client = HttpClient(rezolve.url, timeout=5, max_concurrency=1, max_response_bytes=1 << 20)
+
+    async def first_answer_then_work() -> int:
+        waiting = asyncio.ensure_future(client.request("POST", path))  # queued behind the first
+        await client.request("POST", path)
+        time.sleep(0.5)  # the caller's CPU work on the first answer: the event loop is held
+        asked_meanwhile = len(rezolve.calls(path))
+        await waiting
+        await client.aclose()
+        return asked_meanwhile
+
+    assert asyncio.run(first_answer_then_work()) == 2

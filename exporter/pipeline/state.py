@@ -73,9 +73,9 @@ class SourceState:
             self.resolved[(tenant, platform)] += 0
         if previous is None:
             return
-        for key, (labels, _, _) in current.entries.items():
-            if key not in previous.entries:
-                self.discovered[labels[:3]] += 1
-        for key, (labels, _, _) in previous.entries.items():
-            if key not in current.entries:
-                self.resolved[(labels[0], labels[1])] += 1
+        # Set differences of the keys, in C: most records are in both polls.
+        for key in current.entries.keys() - previous.entries.keys():
+            self.discovered[current.entries[key][0][:3]] += 1
+        for key in previous.entries.keys() - current.entries.keys():
+            labels = previous.entries[key][0]
+            self.resolved[(labels[0], labels[1])] += 1

@@ -171,6 +171,10 @@ class HttpClient:
                 wait = self._backoff_for(attempt)
             else:
                 if 200 <= response.status < 300:
+                    # The connection is free: let the next request take it and go out before
+                    # the caller parses and counts this answer, so that the work overlaps the
+                    # next round trip instead of delaying it (a fan-out poll took 1.15x as long).
+                    await asyncio.sleep(0)
                     return response
                 said = excerpt(response.body.decode("utf-8", "replace"))
                 error = HttpStatusError(
