@@ -60,11 +60,16 @@ def records(count: int, tenants: int, seed: int = 1) -> list[FailureRecord]:
     return out
 
 
-def aggregate(items: list[FailureRecord], classifier: Classifier, details: DetailLimits | None = None) -> Any:
+def aggregate(
+    items: list[FailureRecord],
+    classifier: Classifier,
+    details: DetailLimits | None = None,
+    max_series: int = 10**9,
+) -> Any:
     aggregator = PollAggregator(
         classifier=classifier,
         retry_count_cap=5,
-        max_series=10**9,
+        max_series=max_series,
         owns_tenant=lambda _: True,
         deadline=float("inf"),
         details=details,

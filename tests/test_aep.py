@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 
 from exporter.records import Reason
 from exporter.simulators.aep import AepSimulator, SimBatch, validation_file
+from exporter.simulators.base import SimRequest
 from exporter.sources.aep import first_validation_message
 from tests.conftest import eventually, failure_series, poll_holding_until_counted, run_polls, series_key
 
@@ -261,3 +263,53 @@ def test_a_batch_that_fails_once_keeps_its_files_classified(aep: AepSimulator) -
     for name in ("f0.json", "f1.json", "f2.json"):
         assert aep.downloads("B1", name) == 1  # classified at the first poll, kept through the failed one
     assert aep.downloads("B2", "g.json") == 1
+
+
+def test_a_later_poll_lists_the_batches_it_knows_while_the_catalog_is_read(aep: AepSimulator) -> None:
+    batch(aep, "B1", {"f.json": validation_file(BAD_DATE)})
+    listed = threading.Event()
+
+    def hold_the_catalog_until_b1_is_listed() -> None:
+        def listing(request: SimRequest) -> bool:
+            if "path" not in request.query:
+                listed.set()
+            return False  # noticed, not broken
+
+        aep.inject("/export/batches/B1/failed$", when=listing)
+        aep.inject("/catalog/batches$", hold=listed, times=1)
+
+    try:
+        exporter = run_polls(oauth(aep), hold_the_catalog_until_b1_is_listed)
+    finally:
+        listed.set()
+    assert exporter.states["aep"].up is True
+    assert failure_series(exporter) == {key("SCHEMA_VALIDATION"): 1}
+
+
+def test_a_batch_that_left_the_catalog_is_resolved_whatever_its_early_listing_says(aep: AepSimulator) -> None:
+    batch(aep, "B1", {"f.json": validation_file(BAD_DATE)})
+    batch(aep, "B2", {"g.json": validation_file(BAD_DATE)})
+    batch(aep, "B3", {"h.json": validation_file(BAD_DATE)})
+
+    def b2_deleted_and_b3_retried() -> None:
+        del aep.batches["B2"]  # its early listing is answered 404
+        aep.batches["B3"].status = "success"  # its early listing still lists the file
+
+    exporter = run_polls(oauth(aep), b2_deleted_and_b3_retried)
+    state = exporter.states["aep"]
+    assert state.up is True and sum(state.errors.values()) == 0
+    assert failure_series(exporter) == {key("SCHEMA_VALIDATION"): 1}
+    assert state.resolved[("prod", "aep")] == 2
+
+
+def test_a_failed_catalog_read_fails_the_poll_while_a_listing_is_on_its_way(aep: AepSimulator) -> None:
+    batch(aep, "B1", {"f.json": validation_file(BAD_DATE)})
+
+    def catalog_refused() -> None:
+        aep.inject("/catalog/batches$", status=400, body='{"message": "bad filter"}')
+        aep.inject("/export/batches/B1/failed$", delay=0.5, when=lambda r: "path" not in r.query)
+
+    exporter = run_polls(oauth(aep), catalog_refused)
+    state = exporter.states["aep"]
+    assert state.up is False and state.errors[Reason.HTTP_ERROR] == 1
+    assert failure_series(exporter) == {key("SCHEMA_VALIDATION"): 1}  # the last result stands

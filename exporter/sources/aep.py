@@ -7,6 +7,8 @@ credentials), renewed before it expires. Failed batches come from the Catalog
 ``start``/``limit``, an object keyed by batch id); their failed files from the Data Access API
 (``GET /data/foundation/export/batches/{id}/failed``, paged, ``_links.next``). Each failed file
 is downloaded once, at most ``max_download_bytes``, and classified by its first validation error.
+The batches one poll found have their files listed by the next while it reads the Catalog; the
+listing of a batch that has left the Catalog since is dropped, whatever it says.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import asyncio
 import json
 import re
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -23,7 +26,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from exporter.configtypes import Duration, HttpSourceConfig, SecretFile, check_http_url
 from exporter.records import FailureRecord, PollError, Reason
-from exporter.sources.base import RecordSink, gather_parts
+from exporter.sources.base import RecordSink, cancel, gather_parts
 from exporter.sources.http import HttpClient, HttpStatusError, SingleTenantSource
 
 CATALOG = "/data/foundation/catalog"
@@ -124,6 +127,8 @@ class AepSource(SingleTenantSource[AepConfig]):
         # (batch id, file name) -> its first error: a file already classified is never
         # downloaded again. Only entries still seen in the latest poll are kept.
         self._classified: dict[tuple[str, str], str] = {}
+        # The failed batches the latest poll found: the next one lists their files early.
+        self._batches_seen: list[str] = []
 
     async def aclose(self) -> None:
         await super().aclose()
@@ -133,13 +138,26 @@ class AepSource(SingleTenantSource[AepConfig]):
         return self.config.sandbox
 
     async def read(self, out: RecordSink) -> None:
-        batches = await self._failed_batches()
+        discovery = asyncio.ensure_future(self._failed_batches())  # first in line for a connection
+        # A failed batch stays failed: the batches the latest poll found are listed while the
+        # catalog is read, not a round trip after it. One that left the catalog costs a listing.
+        early = {
+            batch_id: asyncio.ensure_future(self._failed_files(batch_id)) for batch_id in self._batches_seen
+        }
+        try:
+            batches = await discovery
+        except BaseException:
+            await cancel(early.values())
+            raise
+        found = {b.batch_id for b in batches}
+        await cancel(listing for batch_id, listing in early.items() if batch_id not in found)
+        self._batches_seen = [b.batch_id for b in batches]
         kept: dict[tuple[str, str], str] = {}
         read: set[str] = set()
 
         async def count(batch: Batch) -> None:
             # Counted as each batch's files are in, while the other batches' are on the way.
-            for record in await self._records_of(batch):
+            for record in await self._records_of(batch, early.get(batch.batch_id)):
                 out.add(record)
                 kept[(batch.batch_id, record.identity[1])] = record.message
             read.add(batch.batch_id)
@@ -179,8 +197,8 @@ class AepSource(SingleTenantSource[AepConfig]):
                 return list(batches.values())
             start += len(page)
 
-    async def _records_of(self, batch: Batch) -> list[FailureRecord]:
-        files = await self._failed_files(batch.batch_id)
+    async def _records_of(self, batch: Batch, listing: Awaitable[list[str]] | None) -> list[FailureRecord]:
+        files = await (listing or self._failed_files(batch.batch_id))
         if not files:
             return [self._record(batch, "", batch.first_error)]
         known = [self._classified.get((batch.batch_id, name)) for name in files]

@@ -87,6 +87,14 @@ async def gather_parts(out: RecordSink, parts: Iterable[tuple[str, Awaitable[T]]
     return done
 
 
+async def cancel(tasks: Iterable[asyncio.Future[Any]]) -> None:
+    """Cancel tasks whose outcome is no longer wanted, and wait until they have ended."""
+    ended = list(tasks)
+    for task in ended:
+        task.cancel()
+    await asyncio.gather(*ended, return_exceptions=True)
+
+
 def parse_timestamp(value: Any) -> float | None:
     """Epoch seconds from an ISO-8601 string or a datetime; None when absent or unreadable."""
     if isinstance(value, datetime):

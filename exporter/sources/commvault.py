@@ -21,7 +21,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from exporter.configtypes import Duration, HttpSourceConfig, SecretFile
 from exporter.records import PollError, Reason
-from exporter.sources.base import RecordSink, RepeatedFailures, gather_parts, slug
+from exporter.sources.base import RecordSink, RepeatedFailures, cancel, gather_parts, slug
 from exporter.sources.http import HttpStatusError, SingleTenantSource
 
 REASON_COLUMNS = ("reason", "failure reason", "failurereason", "error", "error message", "message")
@@ -176,9 +176,7 @@ class CommvaultSource(SingleTenantSource[CommvaultConfig]):
                     if job.ended > 0 and now - job.ended <= self.config.lookback and job.may_have_failures
                 ]
         except BaseException:
-            for _, started in parts:
-                started.cancel()
-            await asyncio.gather(*(started for _, started in parts), return_exceptions=True)
+            await cancel(started for _, started in parts)
             raise
         await gather_parts(out, parts)
 
