@@ -145,14 +145,14 @@ class PollAggregator:
     def add(self, record: FailureRecord) -> None:
         # The hot path of every poll (once per record): lookups are cached, calls kept few.
         self._scanned += 1
-        tenant = self._tenant or self._safe_label(record.tenant)
+        tenant = self._tenant or self._safe.get(record.tenant) or self._safe_label(record.tenant)
         if not self._owns_label(tenant):
             return
         key = hash(record.identity)
         if key in self._entries:
             return
         error_type = self._classifier.resolve(record.reported_type, record.message)
-        platform = self._platform or self._safe_label(record.platform)
+        platform = self._platform or self._safe.get(record.platform) or self._safe_label(record.platform)
         retry = record.retry_count
         labels = (
             tenant,
@@ -247,10 +247,14 @@ class PollAggregator:
         if self._stale:
             self._recompute_stale()
         for labels, _, low, high in self._slots.values():
-            pair = (labels[0], labels[1])
-            if low is not None and low < oldest.get(pair, float("inf")):
+            if low is None:  # and so is high: no record of the label set had a time
+                continue
+            pair = labels[:2]
+            known = oldest.get(pair)
+            if known is None or low < known:
                 oldest[pair] = low
-            if high is not None and high > newest.get(pair, float("-inf")):
+            known = newest.get(pair)
+            if known is None or high > known:
                 newest[pair] = high
         return oldest, newest
 
