@@ -1555,6 +1555,7 @@ def test_the_newest_of_a_tenant_and_platform_is_the_latest_of_all_its_label_sets
     aggregator = PollAggregator(
         classifier=Classifier(), retry_count_cap=5, max_series=10, owns_tenant=lambda _: True, deadline=0.0
     )
+    aggregator.add(record("n", error_type="NOT_FOUND"))  # a label set with no time at all, first
     aggregator.add(record("a", error_type="PARSE_ERROR", failed_at=50.0))
     aggregator.add(record("b", error_type="TIMEOUT", failed_at=10.0))  # a later label set, older
     aggregator.add(record("c", error_type="TIMEOUT", failed_at=30.0))

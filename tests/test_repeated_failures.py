@@ -100,3 +100,56 @@ def test_a_revision_of_a_tenant_another_shard_owns_is_not_counted() -> None:
     failures = [("a", MESSAGES[0], 10.0, "job:1"), ("a", MESSAGES[0], 20.0, "job:2")]
     result = counted_on_arrival(failures, out)
     assert result.counts == {} and result.details == {}
+
+
+def record(
+    file: str,
+    failed_at: float | None,
+    *,
+    retry: int = 0,
+    message: str = MESSAGES[0],
+    platform: str = "fs",
+    reported_type: str | None = None,
+) -> FailureRecord:
+    return FailureRecord(
+        "acme", platform, ("acme", file), message, reported_type, retry, failed_at, "job:1", file, file
+    )
+
+
+def test_a_revised_label_set_works_its_oldest_and_newest_out_again_from_what_it_keeps() -> None:
+    out = aggregator()
+    for file, failed_at in (("z", 5.0), ("x", None), ("w", 10.0), ("u", 9.0), ("v", 7.0)):
+        out.add(record(file, failed_at))
+    out.revise(record("w", 10.0, retry=1, platform="other"))  # the newest leaves the label set
+    result = out.finish(None)
+    assert result.oldest == {("acme", "fs"): 5.0, ("acme", "other"): 10.0}
+    assert result.newest == {("acme", "fs"): 9.0, ("acme", "other"): 10.0}
+
+
+def test_a_record_the_series_cap_refused_is_counted_when_a_revision_finds_room() -> None:
+    out = aggregator(max_series=1)
+    out.add(record("a", 1.0))
+    out.add(record("b", 1.0, message=MESSAGES[1]))  # a second label set: refused
+    out.revise(record("b", 2.0))  # now in the first label set
+    result = out.finish(None)
+    assert result.counts == {("acme", "fs", "ACCESS_DENIED", "0"): 2}
+    assert result.dropped == 1 and set(result.details) == {hash(("acme", "a")), hash(("acme", "b"))}
+
+
+def test_a_record_revised_beyond_the_series_cap_loses_its_count_and_its_detail() -> None:
+    out = aggregator(max_series=1)
+    out.add(record("a", 1.0))
+    out.add(record("b", 1.0))
+    out.revise(record("b", 2.0, retry=1))  # a second label set: refused
+    out.add(record("c", 1.0, message=MESSAGES[1]))  # refused from the start
+    out.revise(record("c", 2.0, retry=1, message=MESSAGES[1]))  # and again
+    result = out.finish(None)
+    assert result.counts == {("acme", "fs", "ACCESS_DENIED", "0"): 1}
+    assert result.dropped == 3 and set(result.details) == {hash(("acme", "a"))}
+
+
+def test_a_revision_keeps_the_platforms_own_error_type() -> None:
+    out = aggregator()
+    out.add(record("a", 1.0))
+    out.revise(record("a", 2.0, retry=1, reported_type="FILE_TOO_LARGE"))
+    assert out.finish(None).counts == {("acme", "fs", "FILE_TOO_LARGE", "1"): 1}
