@@ -166,23 +166,13 @@ class PollAggregator:
     def revise(self, record: FailureRecord) -> None:
         """A record already added is now as ``record`` says (a later run failed it again): it is
         counted as it is now, not as it was. Not a new record: ``scanned`` stays as it is."""
-        tenant = self._tenant or self._safe_label(record.tenant)
-        if not self._owns_label(tenant):
-            return
         key = hash(record.identity)
         earlier = self._entries.pop(key, None)
         if earlier is not None:
             self._take_back(earlier)
-        labels = (
-            tenant,
-            self._platform or self._safe_label(record.platform),
-            self._classifier.resolve(record.reported_type, record.message),
-            retry_label(record.retry_count, self._cap),
-        )
-        if self._place(key, labels, record.failed_at, record.scope):
-            if self._limits is not None:
-                self._keep_detail(key, record, self._limits)
-        else:
+        self._scanned -= 1  # ``add`` counts it scanned again
+        self.add(record)
+        if key not in self._entries:  # beyond the series cap now: no detail either
             self._details.pop(key, None)
 
     def _take_back(self, entry: Entry) -> None:

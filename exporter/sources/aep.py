@@ -164,7 +164,7 @@ class AepSource(SingleTenantSource[AepConfig]):
 
         await gather_parts(out, [(f"batch:{b.batch_id}", count(b)) for b in batches])
         # A batch whose part failed this time keeps its files' classifications for the next.
-        unread = {b.batch_id for b in batches} - read
+        unread = found - read
         kept.update({key: message for key, message in self._classified.items() if key[0] in unread})
         self._classified = kept
 

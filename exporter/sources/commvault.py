@@ -154,17 +154,11 @@ class CommvaultSource(SingleTenantSource[CommvaultConfig]):
 
         async def items_of(job: Job) -> None:
             # Counted as each job's answer comes, while the others are still on the way.
-            scope, platform, client, subclient, ended = (
-                scope_of(job),
-                job.platform,
-                job.client,
-                job.subclient,
-                job.ended,
-            )
-            folder = f"{client}/{subclient}:"  # SPEC section 9: an item is at client/subclient:path
+            scope = scope_of(job)
+            folder = f"{job.client}/{job.subclient}:"  # SPEC section 9: an item's location
             for entity, message in await self._items_of(job):
-                identity = (tenant, platform, client, subclient, entity)
-                seen.add(identity, platform, message, ended, scope, name_of(entity), folder + entity)
+                identity = (tenant, job.platform, job.client, job.subclient, entity)
+                seen.add(identity, job.platform, message, job.ended, scope, name_of(entity), folder + entity)
 
         # A page's jobs are asked for their items while the next page is on its way.
         parts: list[tuple[str, asyncio.Future[None]]] = []

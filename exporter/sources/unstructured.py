@@ -65,7 +65,7 @@ class UnstructuredSource(SingleTenantSource[UnstructuredConfig]):
         # Each workflow's platform is asked once a poll, by the first of its jobs with failures.
         platforms: dict[str, asyncio.Future[str]] = {}
 
-        async def files_of(job: Job) -> None:
+        async def files_of(job: Job, scope: str) -> None:
             files = await self._failed_files(job)
             if not files:
                 return
@@ -73,13 +73,13 @@ class UnstructuredSource(SingleTenantSource[UnstructuredConfig]):
             if asked is None:
                 asked = platforms[job.workflow_id] = asyncio.ensure_future(self._platform_of(job.workflow_id))
             platform = await asked
-            scope = f"job:{job.job_id}"
             for document, message in files:
                 # SPEC section 9: the document is the name, its workflow the location.
                 identity = (self.tenant, job.workflow_id, document)
                 seen.add(identity, platform, message, job.created, scope, document, job.workflow_id)
 
-        await gather_parts(out, [(f"job:{job.job_id}", files_of(job)) for job in jobs])
+        scopes = [(f"job:{job.job_id}", job) for job in jobs]
+        await gather_parts(out, [(scope, files_of(job, scope)) for scope, job in scopes])
 
     async def _recent_finished_jobs(self) -> list[Job]:
         queries = [{"workflow_id": w} for w in self.config.workflow_ids] or [{}]
