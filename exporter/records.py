@@ -24,7 +24,8 @@ def as_count(value: Any) -> int:
         return 0
     if isinstance(value, int):
         return max(value, 0)
-    if isinstance(value, str) and value.strip().isdigit():
+    # isdecimal, not isdigit: '²' is a digit that int() refuses.
+    if isinstance(value, str) and value.strip().isdecimal():
         return int(value)
     return 0
 

@@ -8,6 +8,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from azure.data.tables import EdmType, EntityProperty
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,9 +16,11 @@ from hypothesis import strategies as st
 from exporter.config import build_settings
 from exporter.pipeline.aggregate import PollAggregator
 from exporter.pipeline.classify import BUILT_IN_RULES, UNKNOWN, Classifier
-from exporter.records import FailureRecord, PollError, Reason
+from exporter.records import FailureRecord, PollError, Reason, as_count
 from exporter.simulators.table import azurite_connection_string
 from exporter.sources.azure_table import AzureTableSource, TableColumns
+from exporter.sources.commvault import number
+from exporter.sources.http import retry_after_seconds
 from exporter.sources.rezolve import failed_files, to_record
 
 TAXONOMY = {error_type for error_type, _ in BUILT_IN_RULES} | {UNKNOWN}
@@ -169,3 +172,21 @@ def test_a_table_timestamp_as_stored_is_read_back() -> None:
     stored = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
     record = TABLE_SOURCE._to_record({"PartitionKey": "t", "RowKey": "r", "failed_at": stored})
     assert record.failed_at == stored.timestamp()
+
+
+@pytest.mark.parametrize(
+    ("value", "count"), [("3", 3), (" 12 ", 12), ("²", 0), ("٣", 3), ("-1", 0), ("1.5", 0)]
+)
+def test_a_retry_count_given_as_text_is_read_only_from_decimal_digits(value: str, count: int) -> None:
+    assert as_count(value) == count
+
+
+@pytest.mark.parametrize("value", ["²", "1²"])
+def test_a_retry_after_in_superscript_digits_is_not_a_delay(value: str) -> None:
+    assert retry_after_seconds(value, 0.0) is None
+
+
+def test_a_commvault_number_in_superscript_digits_is_an_invalid_response() -> None:
+    with pytest.raises(PollError) as raised:
+        number("²", "jobId")
+    assert raised.value.reason == Reason.INVALID_RESPONSE

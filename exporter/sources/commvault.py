@@ -83,7 +83,7 @@ def number(value: Any, what: str) -> float:
     """A numeric field that may come as a number or a string of digits."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isdecimal():  # '²' is a digit, not a number
         return float(value)
     raise PollError(Reason.INVALID_RESPONSE, f"GET /Job: {what} is not a number: {value!r:.40}")
 

@@ -56,7 +56,7 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isdecimal():  # '²' is a digit, not a number
         return float(value)
     try:
         return max(parsedate_to_datetime(value).timestamp() - now, 0.0)
