@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from exporter.configtypes import ERROR_TYPE_PATTERN, Duration, Frozen
+from exporter.configtypes import ERROR_TYPE_PATTERN, Delay, Duration, Frozen
 from exporter.redact import Redactor
 from exporter.sources import KINDS, AnySourceConfig
 
@@ -87,6 +88,9 @@ class Settings(BaseSettings):
     retry_count_cap: int = Field(default=5, ge=1, le=1000)
     max_series_per_source: int = Field(default=10000, ge=1)
     shard: Shard = Shard()
+    state_dir: Path | None = None
+    state_max_age: Duration = 3600.0
+    counter_birth_delay: Delay = 120.0
     failure_details: FailureDetails = FailureDetails()
     classifier: Classifier = Classifier()
     sources: tuple[AnySourceConfig, ...] = ()
@@ -95,6 +99,21 @@ class Settings(BaseSettings):
     @classmethod
     def _listen_is_host_port(cls, value: str) -> str:
         split_listen_address(value)
+        return value
+
+    @field_validator("state_dir")
+    @classmethod
+    def _state_dir_writable(cls, value: Path | None) -> Path | None:
+        """Created if missing (readable by the exporter's user only) and tried with a file, so
+        that a directory the exporter cannot write fails at start, not at the first poll."""
+        if value is None:
+            return None
+        try:
+            value.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=value):
+                pass
+        except OSError as exc:
+            raise ValueError(f"cannot create or write {str(value)!r}: {exc.strerror or exc}") from None
         return value
 
     @field_validator("sources")

@@ -37,6 +37,8 @@ def parse_duration(value: Any) -> Any:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+# A duration that may be 0 (a delay that 0 turns off).
+Delay = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 ERROR_TYPE_PATTERN = r"^[A-Z][A-Z0-9_]{0,63}$"
 

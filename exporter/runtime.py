@@ -15,7 +15,8 @@ from exporter.config import Settings
 from exporter.pipeline.aggregate import DetailLimits
 from exporter.pipeline.classify import Classifier
 from exporter.pipeline.lane import Lane, LaneSettings
-from exporter.pipeline.render import Blocks, Snapshot, render_exporter
+from exporter.pipeline.persist import StateStore
+from exporter.pipeline.render import Blocks, Snapshot, StateWrites, render_exporter
 from exporter.pipeline.shard import tenant_owner
 from exporter.pipeline.state import SourceState
 from exporter.redact import Redactor
@@ -86,11 +87,19 @@ class Exporter:
         self._clock = clock
         self._rules = tuple((r.pattern, r.error_type) for r in settings.classifier.rules)
         self._classifier = Classifier(self._rules)
+        self._birth_delay = settings.counter_birth_delay
+        self.store: StateStore | None = None
+        if settings.state_dir is not None:
+            self.store = StateStore(settings.state_dir, settings.state_max_age, clock)
+            self.store.remove_leftovers()
         self.lanes: dict[str, Lane] = {
             name: self._build_lane(wanted) for name, wanted in lane_settings(settings).items()
         }
-        self._reload_success_at = clock()
-        self._own_blocks: Blocks = render_exporter(True, self._reload_success_at)
+        for lane in self.lanes.values():
+            lane.resume()
+        self._reload_successful, self._reload_success_at = True, clock()
+        self._state_writes = self._current_state_writes()
+        self._own_blocks = self._render_own()
         self.snapshot = self._current_snapshot()
         self._listeners: list[Callable[[Snapshot], None]] = []
 
@@ -108,12 +117,24 @@ class Exporter:
             owns_tenant=tenant_owner(wanted.name, wanted.shard_index, wanted.shard_total),
             publish=self._publish,
             clock=self._clock,
+            birth_delay=self._birth_delay,
+            store=self.store,
         )
+
+    def _current_state_writes(self) -> StateWrites | None:
+        return None if self.store is None else self.store.writes
+
+    def _render_own(self) -> Blocks:
+        return render_exporter(self._reload_successful, self._reload_success_at, self._state_writes)
 
     def _current_snapshot(self) -> Snapshot:
         return Snapshot((*(lane.blocks for lane in self.lanes.values()), self._own_blocks))
 
     def _publish(self) -> None:
+        writes = self._current_state_writes()
+        if writes != self._state_writes:  # a lane wrote its state, or failed to
+            self._state_writes = writes
+            self._own_blocks = self._render_own()
         # O(lanes): the snapshot only refers to each lane's current blocks.
         self.snapshot = self._current_snapshot()
         for listener in self._listeners:
@@ -146,12 +167,14 @@ class Exporter:
             self._rules, self._classifier = rules, Classifier(rules)
         self.redactor.add(settings.secret_values())
         self.details_enabled = settings.failure_details.enabled
+        self._birth_delay = settings.counter_birth_delay
         lanes: dict[str, Lane] = {}
         kept: list[str] = []
         started: list[Lane] = []
         for name, wanted in lane_settings(settings).items():
             current = self.lanes.get(name)
             if current is not None and current.settings == wanted:
+                current.state.birth_delay = self._birth_delay
                 lanes[name] = current
                 kept.append(name)
             else:
@@ -166,11 +189,14 @@ class Exporter:
 
     def record_reload(self, successful: bool) -> None:
         """The outcome of a (re)load, for ``ingestion_exporter_config_last_reload_*``."""
+        self._reload_successful = successful
         if successful:
             self._reload_success_at = self._clock()
-        self._own_blocks = render_exporter(successful, self._reload_success_at)
+        self._own_blocks = self._render_own()
         self._publish()
 
     async def aclose(self) -> None:
-        """Stop every lane: polls in flight are cancelled, connections closed."""
+        """Stop every lane: polls in flight are cancelled, connections closed; then, with a
+        state store, every state not yet written is written."""
         await asyncio.gather(*(lane.stop() for lane in self.lanes.values()))
+        await asyncio.gather(*(lane.save() for lane in self.lanes.values()))

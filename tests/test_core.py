@@ -103,6 +103,8 @@ class Core:
         self.clock = Clock()
         self.sources: dict[str, ScriptedSource] = {}
         overrides = settings.pop("source", {})
+        # What is counted, shown at once: the tests of counters born at zero set a birth delay.
+        settings.setdefault("counter_birth_delay", 0)
         document = {"sources": [{**self.source_document(name), **overrides} for name in names], **settings}
         self.exporter = Exporter(build_settings(document, {}), source_factory=self._build, clock=self.clock)
 
@@ -665,10 +667,10 @@ def test_ready_only_once_the_polls_outcome_is_on_metrics(monkeypatch: pytest.Mon
     rendering, release = threading.Event(), threading.Event()
     real_render = lane_module.render_lane
 
-    def slow_render(state: Any) -> Any:
+    def slow_render(state: Any, now: float) -> Any:
         rendering.set()
         release.wait(10)
-        return real_render(state)
+        return real_render(state, now)
 
     monkeypatch.setattr(lane_module, "render_lane", slow_render)
 
@@ -1140,7 +1142,7 @@ def test_a_lane_render_pauses_every_chunk_in_both_stages(
     families = list(render.lane_families(state))
     rendering = sum(-(-len(f.samples) // render.CHUNK) for f in families)
     pauses: list[int] = []
-    monkeypatch.setattr(render, "_pause", lambda: pauses.append(1))
+    monkeypatch.setattr(render, "pause_for_scrapes", lambda: pauses.append(1))
     render.render_lane(state)
     assert len(pauses) == building + rendering
     counted: list[int] = []

@@ -82,7 +82,7 @@ def reference(lanes: list[LaneIndex], query: Query) -> tuple[int, list[tuple[str
         if query.sources and index.source not in query.sources:
             continue
         for key, detail in index.result.details.items():
-            (tenant, platform, error_type, _), failed_at, _ = index.result.entries[key]
+            (tenant, platform, error_type, _), failed_at, _, _ = index.result.entries[key]
             texts = (detail[1], location_of(detail), detail[3])
             if (
                 (not query.tenants or tenant in query.tenants)

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from exporter.config import build_settings
+from exporter.pipeline.render import Snapshot, render_lane
 from exporter.runtime import Exporter
 from exporter.simulators.rezolve import RezolveSimulator
 from tests.conftest import (
@@ -82,15 +83,24 @@ def test_first_poll_is_the_baseline_then_new_and_gone_records_count(rezolve: Rez
         rezolve.put(TENANT_A, SP, rezolve_file("b", "PARSE_ERROR", "", now, 1))
 
     run_polls(exporter, change)
+    # The two TIMEOUT series are born in the second poll: first shown at 0 (rate() and increase()
+    # ignore a series' first sample), their records counter_birth_delay (2m) later.
     found = samples(exporter)
     assert series(found, "ingestion_failed_files_discovered_total") == {
         labels(tenant=TENANT_A, platform=SP, error_type="PARSE_ERROR"): 0,
-        labels(tenant=TENANT_A, platform=SP, error_type="TIMEOUT"): 1,
-        labels(tenant=TENANT_A, platform=SN, error_type="TIMEOUT"): 1,
+        labels(tenant=TENANT_A, platform=SP, error_type="TIMEOUT"): 0,
+        labels(tenant=TENANT_A, platform=SN, error_type="TIMEOUT"): 0,
     }
     assert series(found, "ingestion_failed_files_resolved_total") == {
-        labels(tenant=TENANT_A, platform=SP): 1,
+        labels(tenant=TENANT_A, platform=SP): 1,  # an existing series: shown at once
         labels(tenant=TENANT_A, platform=SN): 0,
+    }
+    later = Snapshot([render_lane(exporter.states["rezolve-test"], time.time() + 121)]).text.decode()
+    later = parse_exposition(later)
+    assert series(later, "ingestion_failed_files_discovered_total") == {
+        labels(tenant=TENANT_A, platform=SP, error_type="PARSE_ERROR"): 0,
+        labels(tenant=TENANT_A, platform=SP, error_type="TIMEOUT"): 1,
+        labels(tenant=TENANT_A, platform=SN, error_type="TIMEOUT"): 1,
     }
 
 

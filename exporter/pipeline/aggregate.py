@@ -11,10 +11,11 @@ from exporter.records import FailureRecord, PollError
 
 # (tenant, platform, error_type, retry_count label)
 LabelKey = tuple[str, str, str, str]
-# What is kept of a record: its labels, its failed_at, its scope. Message, URL and the like are
-# not kept, so memory grows with label sets, plus one small key per identity (needed to tell
-# discovered and resolved records apart between polls).
-Entry = tuple[LabelKey, float | None, str]
+# What is kept of a record: its labels, its failed_at, its scope, and its identity only when the
+# state is kept across restarts (else ``()``: the key alone tells records apart within a process,
+# see ``Key``). Message, URL and the like are not kept, so memory grows with label sets, plus one
+# small key per identity (needed to tell discovered and resolved records apart between polls).
+Entry = tuple[LabelKey, float | None, str, tuple[str, ...]]
 # What a person reads of a record (SPEC section 9), kept apart from what is counted and only when
 # the drill-down is on: id, name, location, message (cut), retry_count (uncapped), first_seen,
 # and whether the location is kept as the part before the name. Locations mostly end with the
@@ -92,11 +93,13 @@ class PollAggregator:
         earlier: Mapping[Key, Detail] | None = None,
         seen_at: float = 0.0,
         since: float | None = None,
+        keep_identities: bool = False,
     ) -> None:
         """``details`` keeps what section 9 serves; ``earlier`` (the previous result's details)
         and ``seen_at`` (this poll's start) give each record its ``first_seen``. ``since`` makes
         the poll incremental: the source sends only what changed since then, and ``finish``
-        merges it into the previous result."""
+        merges it into the previous result. ``keep_identities`` keeps each record's identity in
+        its entry, for a state written to disk (a key is a hash that only this process knows)."""
         self.deadline = deadline
         self.since = since
         self._watermark: float | None = None
@@ -106,6 +109,7 @@ class PollAggregator:
         self._owns = owns_tenant
         self._tenant = tenant
         self._platform = platform
+        self._keep_identities = keep_identities
         self._entries: dict[Key, Entry] = {}
         # Per label set: [the labels (one tuple shared by its entries), count, oldest, newest].
         self._slots: dict[LabelKey, list[Any]] = {}
@@ -160,7 +164,8 @@ class PollAggregator:
             error_type,
             self._retry_labels[retry] if 0 <= retry < self._cap else retry_label(retry, self._cap),
         )
-        if self._place(key, labels, record.failed_at, record.scope) and self._limits is not None:
+        identity = record.identity if self._keep_identities else ()
+        if self._place(key, labels, record.failed_at, record.scope, identity) and self._limits is not None:
             self._keep_detail(key, record, self._limits)
 
     def revise(self, record: FailureRecord) -> None:
@@ -179,7 +184,7 @@ class PollAggregator:
         """Undo an entry's count. A label set left empty is gone (it frees its place under the
         series cap); one whose oldest or newest time may have left is worked out again at
         ``finish``."""
-        labels, failed_at, _ = entry
+        labels, failed_at, _, _ = entry
         slot = self._slots[labels]
         slot[1] -= 1
         if slot[1] == 0:
@@ -213,7 +218,9 @@ class PollAggregator:
         """One part of the poll failed; its previous records are kept (SPEC section 4)."""
         self.failures.setdefault(scope, error)
 
-    def _place(self, key: Key, labels: LabelKey, failed_at: float | None, scope: str) -> bool:
+    def _place(
+        self, key: Key, labels: LabelKey, failed_at: float | None, scope: str, identity: tuple[str, ...]
+    ) -> bool:
         """Count a record; False if its label set is beyond the series cap (so not counted)."""
         slot = self._slots.get(labels)
         if slot is None:
@@ -222,7 +229,7 @@ class PollAggregator:
                 return False
             slot = self._slots[labels] = [labels, 0, None, None]
         slot[1] += 1
-        self._entries[key] = (slot[0], failed_at, scope)
+        self._entries[key] = (slot[0], failed_at, scope, identity)
         if failed_at is not None:
             if slot[2] is None or failed_at < slot[2]:
                 slot[2] = failed_at
@@ -254,7 +261,7 @@ class PollAggregator:
         for labels in stale:
             slot = self._slots[labels]
             slot[2] = slot[3] = None
-        for labels, failed_at, _ in self._entries.values():
+        for labels, failed_at, _, _ in self._entries.values():
             if failed_at is not None and labels in stale:
                 slot = self._slots[labels]
                 if slot[2] is None or failed_at < slot[2]:
@@ -271,9 +278,9 @@ class PollAggregator:
         if incremental and previous is not None and previous.watermark is not None:
             watermark = previous.watermark if watermark is None else max(watermark, previous.watermark)
         if previous is not None and (self.failures or incremental):
-            for key, (labels, failed_at, scope) in previous.entries.items():
+            for key, (labels, failed_at, scope, identity) in previous.entries.items():
                 if (incremental or scope in self.failures) and key not in self._entries:
-                    placed = self._place(key, labels, failed_at, scope)
+                    placed = self._place(key, labels, failed_at, scope, identity)
                     detail = previous.details.get(key)
                     if placed and detail is not None and self._limits is not None:
                         if len(self._details) < self._limits.max_records:

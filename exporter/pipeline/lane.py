@@ -1,8 +1,9 @@
 """A source's lane: its source, its aggregation, its state and its own rendered blocks.
 
 A poll runs the source into a fresh aggregator, records the outcome in the lane's state, renders
-the lane's blocks off the event loop and only then publishes them. Nothing here reads another
-lane, and nothing outside writes this one.
+the lane's blocks off the event loop and only then publishes them; with a state store, it then
+writes the state. A counter increment held back at a series' birth is shown by a render of its
+own when it is due. Nothing here reads another lane, and nothing outside writes this one.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any
 
 from exporter.pipeline.aggregate import DetailLimits, PollAggregator, PollResult
 from exporter.pipeline.classify import Classifier
-from exporter.pipeline.render import Blocks, render_lane
+from exporter.pipeline.persist import StateStore, settings_fingerprint
+from exporter.pipeline.render import Blocks, pause_for_scrapes, render_lane
 from exporter.pipeline.state import SourceState
 from exporter.records import PollError, Reason
 from exporter.sources.base import Source
@@ -69,6 +71,8 @@ class Lane:
         owns_tenant: Callable[[str], bool],
         publish: Callable[[], None],
         clock: Callable[[], float] = time.time,
+        birth_delay: float = 0.0,
+        store: StateStore | None = None,
     ) -> None:
         self.settings = settings
         self.source = source
@@ -76,17 +80,26 @@ class Lane:
         self._owns_tenant = owns_tenant
         self._publish = publish
         self._clock = clock
+        self._store = store
+        self._fingerprint = settings_fingerprint(settings) if store is not None else ""
         self.state = SourceState(
             name=settings.name,
             kind=settings.source.kind,
             interval=settings.interval,
             stale_after=settings.stale_after,
+            birth_delay=birth_delay,
         )
-        self.blocks: Blocks = render_lane(self.state)
+        self.blocks: Blocks = render_lane(self.state, clock())
         # True once a poll's outcome is in the published blocks (/readyz).
         self.published = False
         self._running: asyncio.Task[bool] | None = None
         self._stopped = False
+        # The state is changed (a poll's outcome recorded, held increments released) and read (a
+        # render, a write to the store) in worker threads: one at a time.
+        self._state_lock = asyncio.Lock()
+        self._release: asyncio.TimerHandle | None = None
+        self._releasing: asyncio.Task[None] | None = None
+        self._unsaved = False
         # Names this lane's scheduler job: a changed source's new lane gets a job of its own.
         self.job_id = f"{settings.name}#{next(_serials)}"
 
@@ -109,14 +122,70 @@ class Lane:
         finally:
             self._running = None
 
+    def resume(self) -> bool:
+        """At start, with a state store: go on from the source's saved state if it can be
+        resumed (its counters, records and first_seen); True if it was."""
+        if self._store is None:
+            return False
+        saved = self._store.load(self.name, self._fingerprint)
+        if saved is None:
+            return False
+        now = self._clock()
+        saved.restore(self.state, now)
+        self.blocks = render_lane(self.state, now)
+        return True
+
     async def stop(self) -> None:
         """No more polls: the one in flight is cancelled, then the source's connections closed."""
         self._stopped = True
-        running = self._running
-        if running is not None:
-            running.cancel()
-            await asyncio.wait([running])
+        if self._release is not None:
+            self._release.cancel()
+        for task in (self._running, self._releasing):
+            if task is not None:
+                task.cancel()
+                await asyncio.wait([task])
         await self.source.aclose()
+
+    async def save(self) -> None:
+        """Write the state to the store, if it changed since it was last written (at shutdown)."""
+        async with self._state_lock:
+            await self._save()
+
+    async def _save(self) -> None:
+        store = self._store
+        if store is None or not self._unsaved or self.state.result is None:
+            return
+        try:
+            await asyncio.to_thread(store.save, self.state, self._fingerprint, pause_for_scrapes)
+        except OSError as exc:
+            store.failed(self.name, exc)
+        else:
+            self._unsaved = False
+            store.written(self._clock())
+        self._publish()
+
+    async def _render(self) -> None:
+        """Render and publish the lane's blocks, then wait for the next held increment."""
+        # Rendering is O(this lane's series): off the event loop, so other lanes' I/O and every
+        # scrape go on meanwhile; the state lock keeps the state still while the thread reads it.
+        self.blocks = await asyncio.to_thread(render_lane, self.state, self._clock())
+        self._publish()
+        if self._release is not None:
+            self._release.cancel()
+            self._release = None
+        due = self.state.next_release()
+        if due is not None and not self._stopped:
+            delay = max(due - self._clock(), 0.0)
+            self._release = asyncio.get_running_loop().call_later(delay, self._release_due)
+
+    def _release_due(self) -> None:
+        self._release = None
+        self._releasing = asyncio.ensure_future(self._render_released())
+
+    async def _render_released(self) -> None:
+        async with self._state_lock:
+            self.state.release(self._clock())
+            await self._render()
 
     async def _poll(self) -> bool:
         name, timeout = self.name, self.settings.poll_timeout
@@ -135,6 +204,7 @@ class Lane:
             details=self.settings.details,
             earlier=previous.details if previous is not None else None,
             seen_at=started,
+            keep_identities=self._store is not None,
         )
         error: PollError | None = None
         try:
@@ -148,19 +218,18 @@ class Lane:
             log.exception("source %s: unexpected error during poll", name)
             error = PollError(Reason.INTERNAL, f"{type(exc).__name__}: {exc}")
         ended = self._clock()
-        if error is None:
-            self.state.record_result(
-                aggregator.finish(self.state.result), aggregator.failures, started, ended
-            )
-            for scope, part_error in aggregator.failures.items():
-                log.warning("source %s: part %s failed: %s", name, scope, part_error)
-        else:
-            self.state.record_failure(error, started, ended)
-            log.warning("source %s: poll failed: %s", name, error)
-        # Rendering is O(this lane's series): off the event loop, so other lanes' I/O and every
-        # scrape go on meanwhile. Only this poll writes this lane's state, so the thread reads it
-        # undisturbed.
-        self.blocks = await asyncio.to_thread(render_lane, self.state)
-        self._publish()
-        self.published = True
+        async with self._state_lock:
+            if error is None:
+                self.state.record_result(
+                    aggregator.finish(self.state.result), aggregator.failures, started, ended
+                )
+                self._unsaved = True
+                for scope, part_error in aggregator.failures.items():
+                    log.warning("source %s: part %s failed: %s", name, scope, part_error)
+            else:
+                self.state.record_failure(error, started, ended)
+                log.warning("source %s: poll failed: %s", name, error)
+            await self._render()
+            self.published = True
+            await self._save()
         return error is None and not aggregator.failures

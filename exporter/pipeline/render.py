@@ -21,7 +21,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics import exposition as openmetrics
 
 from exporter import __version__
-from exporter.pipeline.state import DURATION_BUCKETS, SourceState
+from exporter.pipeline.state import DURATION_BUCKETS, SourceState, shown
 from exporter.records import Reason
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -120,6 +120,18 @@ RELOAD_AT = Family(
     "Time of the latest successful (re)load of the configuration.",
     (),
 )
+STATE_WRITTEN = Family(
+    GaugeMetricFamily,
+    "ingestion_exporter_state_last_write_success_timestamp_seconds",
+    "Time of the latest complete write of a source's state to state_dir.",
+    (),
+)
+STATE_WRITE_ERRORS = Family(
+    CounterMetricFamily,
+    "ingestion_exporter_state_write_errors",
+    "Writes of a source's state to state_dir that failed.",
+    (),
+)
 
 # The exposition's order: every lane's families, then the exporter's own.
 LANE_FAMILIES: tuple[Family, ...] = (
@@ -137,8 +149,10 @@ LANE_FAMILIES: tuple[Family, ...] = (
     INFO,
     INTERVAL,
 )
-EXPORTER_FAMILIES: tuple[Family, ...] = (BUILD, RELOAD_OK, RELOAD_AT)
+EXPORTER_FAMILIES: tuple[Family, ...] = (BUILD, RELOAD_OK, RELOAD_AT, STATE_WRITTEN, STATE_WRITE_ERRORS)
 FAMILIES = LANE_FAMILIES + EXPORTER_FAMILIES
+# Families of a feature that is off unless configured (state_dir): left out entirely when off.
+OPTIONAL_FAMILIES = frozenset({STATE_WRITTEN, STATE_WRITE_ERRORS})
 
 # One lane's (or the exporter's) sample lines, per family name; absent families have none.
 Blocks = Mapping[str, bytes]
@@ -190,7 +204,8 @@ def render_blocks(families: Iterable[Metric], pause: Callable[[], None] | None =
     return blocks
 
 
-def _pause() -> None:
+def pause_for_scrapes() -> None:
+    """A moment in which a worker thread leaves the GIL to the event loop (see render_blocks)."""
     time.sleep(PAUSE_SECONDS)
 
 
@@ -227,15 +242,18 @@ def _in_order(items: Mapping[K, V], pause: Callable[[], None] | None) -> Iterato
                 pause()
 
 
-def lane_families(state: SourceState, pause: Callable[[], None] | None = None) -> Iterator[Metric]:
-    """One source's samples of every lane family."""
+def lane_families(
+    state: SourceState, pause: Callable[[], None] | None = None, now: float | None = None
+) -> Iterator[Metric]:
+    """One source's samples of every lane family, its counters as they are shown at ``now``."""
     name = state.name
+    now = time.time() if now is None else now
     families = {f.name: f.empty() for f in LANE_FAMILIES}
     discovered, resolved = families[DISCOVERED.name], families[RESOLVED.name]
-    for (tenant, platform, error_type), value in _in_order(state.discovered, pause):
-        discovered.add_metric([name, tenant, platform, error_type], value)
-    for (tenant, platform), value in _in_order(state.resolved, pause):
-        resolved.add_metric([name, tenant, platform], value)
+    for triple, value in _in_order(state.discovered, pause):
+        discovered.add_metric([name, *triple], shown(value, state.held_discovered.get(triple), now))
+    for pair, value in _in_order(state.resolved, pause):
+        resolved.add_metric([name, *pair], shown(value, state.held_resolved.get(pair), now))
     result = state.result
     if result is not None and not state.stale:
         for labels, count in _in_order(result.counts, pause):
@@ -264,19 +282,38 @@ def lane_families(state: SourceState, pause: Callable[[], None] | None = None) -
     return iter(families.values())
 
 
-def render_lane(state: SourceState) -> Blocks:
-    """A lane's blocks: done when its poll ends, in a worker thread, touching no other lane."""
-    return render_blocks(lane_families(state, _pause), _pause)
+def render_lane(state: SourceState, now: float | None = None) -> Blocks:
+    """A lane's blocks: done when its poll ends (and when a held increment is due), in a worker
+    thread, touching no other lane."""
+    return render_blocks(lane_families(state, pause_for_scrapes, now), pause_for_scrapes)
 
 
-def render_exporter(reload_successful: bool, reload_success_at: float | None) -> Blocks:
-    """The exporter's own families: its build and the state of its configuration."""
+@dataclass(frozen=True, slots=True)
+class StateWrites:
+    """With ``state_dir``: how the writes of the sources' states went."""
+
+    errors: int = 0
+    last_success: float | None = None
+
+
+def render_exporter(
+    reload_successful: bool, reload_success_at: float | None, state_writes: StateWrites | None = None
+) -> Blocks:
+    """The exporter's own families: its build, the state of its configuration and, with
+    ``state_dir``, the writes of the sources' states."""
     build, ok, at = BUILD.empty(), RELOAD_OK.empty(), RELOAD_AT.empty()
     build.add_metric([__version__], 1)
     ok.add_metric([], 1 if reload_successful else 0)
     if reload_success_at is not None:
         at.add_metric([], reload_success_at)
-    return render_blocks([build, ok, at])
+    families = [build, ok, at]
+    if state_writes is not None:
+        written, errors = STATE_WRITTEN.empty(), STATE_WRITE_ERRORS.empty()
+        if state_writes.last_success is not None:
+            written.add_metric([], state_writes.last_success)
+        errors.add_metric([], state_writes.errors)
+        families += [written, errors]
+    return render_blocks(families)
 
 
 @dataclass(frozen=True)
@@ -289,8 +326,10 @@ class Snapshot:
     def _join(self, headers: Mapping[str, bytes], trailer: bytes) -> bytes:
         parts = []
         for family in FAMILIES:
-            parts.append(headers[family.name])
-            parts.extend(block[family.name] for block in self.blocks if family.name in block)
+            samples = [block[family.name] for block in self.blocks if family.name in block]
+            if samples or family not in OPTIONAL_FAMILIES:
+                parts.append(headers[family.name])
+                parts.extend(samples)
         parts.append(trailer)
         return b"".join(parts)
 

@@ -3,13 +3,33 @@
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from exporter.pipeline.aggregate import PollResult
 from exporter.records import PollError, Reason
 
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+# Per counter series: when the increments that came with its birth are shown, and how many.
+Held = dict[tuple[str, ...], tuple[float, int]]
+
+
+def shown(value: int, held: tuple[float, int] | None, now: float) -> int:
+    """A counter's value as /metrics shows it at ``now``: its birth's increments are held back
+    until their moment (docs/reference.md, "Counters born at zero")."""
+    if held is not None and now < held[0]:
+        return value - held[1]
+    return value
+
+
+def _hold(held: Held, counter: Counter[Any], born: Iterable[tuple[str, ...]], release: float) -> None:
+    for key in born:
+        if counter[key] > 0:
+            held[key] = (release, counter[key])
 
 
 @dataclass
@@ -34,12 +54,17 @@ class SourceState:
     duration_buckets: list[int] = field(default_factory=lambda: [0] * len(DURATION_BUCKETS))
     duration_sum: float = 0.0
     duration_count: int = 0
+    # A counter series is first shown at 0, and what came with its birth this much later:
+    # rate() and increase() ignore a series' first sample.
+    birth_delay: float = 0.0
+    held_discovered: Held = field(default_factory=dict)
+    held_resolved: Held = field(default_factory=dict)
 
     def record_result(
         self, result: PollResult, failures: dict[str, PollError], started: float, ended: float
     ) -> None:
         """A poll that read at least part of the source; failures lists the parts that failed."""
-        self._count_changes(self.result, result)
+        self._count_changes(self.result, result, ended)
         self.result, self.result_at, self.stale = result, ended, False
         if failures:
             self._record_failed(next(iter(failures.values())))
@@ -66,16 +91,42 @@ class SourceState:
         self.duration_sum += elapsed
         self.duration_count += 1
 
-    def _count_changes(self, previous: PollResult | None, current: PollResult) -> None:
-        """Discovered and resolved records; the first result is the baseline (counts stay 0)."""
+    def release(self, now: float) -> None:
+        """Forget the held increments that are shown by ``now``."""
+        for held in (self.held_discovered, self.held_resolved):
+            for key in [key for key, (at, _) in held.items() if at <= now]:
+                del held[key]
+
+    def next_release(self) -> float | None:
+        """The next moment a held increment is due to be shown, if any is held."""
+        moments = [
+            at for at, _ in itertools.chain(self.held_discovered.values(), self.held_resolved.values())
+        ]
+        return min(moments, default=None)
+
+    def _count_changes(self, previous: PollResult | None, current: PollResult, now: float) -> None:
+        """Discovered and resolved records; the first result is the baseline (counts stay 0).
+        A series born in this poll holds back what it counted until ``now + birth_delay``."""
+        discovered, resolved = self.discovered, self.resolved
+        # A Counter keeps insertion order: the series born in this poll are those after these.
+        known_discovered, known_resolved = len(discovered), len(resolved)
         for tenant, platform, error_type, _ in current.counts:
-            self.discovered[(tenant, platform, error_type)] += 0
-            self.resolved[(tenant, platform)] += 0
-        if previous is None:
-            return
-        # Set differences of the keys, in C: most records are in both polls.
-        for key in current.entries.keys() - previous.entries.keys():
-            self.discovered[current.entries[key][0][:3]] += 1
-        for key in previous.entries.keys() - current.entries.keys():
-            labels = previous.entries[key][0]
-            self.resolved[(labels[0], labels[1])] += 1
+            discovered[(tenant, platform, error_type)] += 0
+            resolved[(tenant, platform)] += 0
+        if previous is not None:
+            # Set differences of the keys, in C: most records are in both polls.
+            for key in current.entries.keys() - previous.entries.keys():
+                discovered[current.entries[key][0][:3]] += 1
+            for key in previous.entries.keys() - current.entries.keys():
+                labels = previous.entries[key][0]
+                resolved[(labels[0], labels[1])] += 1
+        self.release(now)
+        if self.birth_delay > 0:
+            release = now + self.birth_delay
+            _hold(
+                self.held_discovered,
+                discovered,
+                itertools.islice(discovered, known_discovered, None),
+                release,
+            )
+            _hold(self.held_resolved, resolved, itertools.islice(resolved, known_resolved, None), release)

@@ -122,7 +122,7 @@ class Row:
     detail: Detail
 
     def as_dict(self) -> dict[str, Any]:
-        (tenant, platform, error_type, label), failed_at, _ = self.entry
+        (tenant, platform, error_type, label), failed_at, _, _ = self.entry
         identity, name, _, message, retry_count, first_seen, _ = self.detail
         return {
             "source": self.source,
