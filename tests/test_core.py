@@ -99,8 +99,8 @@ class Core:
 
     scripted: type[ScriptedSource] = ScriptedSource
 
-    def __init__(self, names: tuple[str, ...] = ("s",), **settings: Any) -> None:
-        self.clock = Clock()
+    def __init__(self, names: tuple[str, ...] = ("s",), start: float = START, **settings: Any) -> None:
+        self.clock = Clock(start)
         self.sources: dict[str, ScriptedSource] = {}
         overrides = settings.pop("source", {})
         # What is counted, shown at once: the tests of counters born at zero set a birth delay.

@@ -168,19 +168,20 @@ def encode(
 
 def decode(data: bytes, name: str, fingerprint: str) -> Saved:
     """A state file's content, or StateUnusable saying why it cannot be resumed."""
+    if not data:
+        raise StateUnusable("empty")
     lines = data.split(b"\n")
-    if len(lines) < 3 or lines[-1] != b"":
-        raise StateUnusable("truncated (no complete trailer)")
     try:
         first = json.loads(lines[0])
     except ValueError:
-        raise StateUnusable("not a state file (its first line is not JSON)") from None
+        raise StateUnusable("its first line is not JSON: not a state file, or one cut short") from None
     if not isinstance(first, dict) or first.get("format") != FORMAT:
         raise StateUnusable("not a state file of this exporter")
     if first.get("version") != VERSION:
-        raise StateUnusable(
-            f"written in format version {first.get('version')!r}, this exporter reads {VERSION}"
-        )
+        version = first.get("version")
+        raise StateUnusable(f"written in format version {version!r}, this exporter reads {VERSION}")
+    if len(lines) < 3 or lines[-1] != b"":
+        raise StateUnusable("truncated (no complete trailer)")
     try:
         header = Header.model_validate_json(lines[0])
         trailer = Trailer.model_validate_json(lines[-2])
