@@ -198,3 +198,26 @@ def test_missing_config_file_exits_2() -> None:
 def test_a_valid_configuration_checks_clean(tmp_path: Path) -> None:
     result = run_cli("--check", config={"sources": [rezolve()]}, tmp_path=tmp_path)
     assert (result.code, result.stdout.strip()) == (0, "configuration OK: 1 source(s)")
+
+
+@pytest.mark.parametrize("mode", ["--check", "--once"])
+def test_a_state_dir_that_cannot_be_written_exits_2_from_check_and_at_start(
+    tmp_path: Path, mode: str
+) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    config = {"state_dir": str(blocker / "state"), "sources": [rezolve()]}
+    result = run_cli(mode, config=config, tmp_path=tmp_path)
+    assert result.code == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (
+        f"state_dir: cannot create or write '{blocker / 'state'}': Not a directory"
+    )
+
+
+def test_counter_birth_delay_takes_0_to_turn_it_off_and_no_negative_duration() -> None:
+    assert build_settings({"counter_birth_delay": "0s"}, {}).counter_birth_delay == 0
+    assert build_settings({}, {}).counter_birth_delay == 120
+    assert build_settings({}, {}).state_max_age == 3600
+    with pytest.raises(ConfigError) as raised:
+        build_settings({"counter_birth_delay": -1, "state_max_age": "0s"}, {})
+    assert [p.split(":")[0] for p in raised.value.problems] == ["state_max_age", "counter_birth_delay"]
