@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -320,3 +323,37 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@dataclass
+class Webhook:
+    """Collects what Alertmanager posts, by path (= receiver)."""
+
+    port: int
+    received: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def alerts(self, path: str) -> list[dict[str, Any]]:
+        return [alert for p, body in list(self.received) if p == path for alert in body["alerts"]]
+
+
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    hook = Webhook(free_port())
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["content-length"]))
+            hook.received.append((self.path, json.loads(body)))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", hook.port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield hook
+    finally:
+        server.shutdown()
+        server.server_close()

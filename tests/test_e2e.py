@@ -6,118 +6,23 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
 import yaml
 
 from exporter.demo import Demo
-from tests.conftest import ROOT, debian_alertmanager, debian_tool, eventually, free_port, wait_for_port
+from tests.conftest import ROOT, eventually, free_port
+from tests.promstack import Processes, Webhook, query, start_alerting
 
 pytestmark = pytest.mark.e2e
 
 DASHBOARDS = sorted((ROOT / "dashboards").glob("*.json"))
-
-
-@dataclass
-class Webhook:
-    """Collects what Alertmanager posts, by path (= receiver)."""
-
-    port: int
-    received: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-
-    def alerts(self, path: str) -> list[dict[str, Any]]:
-        return [alert for p, body in list(self.received) if p == path for alert in body["alerts"]]
-
-
-@pytest.fixture
-def webhook() -> Iterator[Webhook]:
-    hook = Webhook(free_port())
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["content-length"]))
-            hook.received.append((self.path, json.loads(body)))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", hook.port), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield hook
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-class Processes:
-    def __init__(self, tmp: Path) -> None:
-        self.tmp, self.started = tmp, []
-
-    def start(self, name: str, argv: list[str], port: int) -> str:
-        log = (self.tmp / f"{name}.log").open("w")
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-        self.started.append((name, process))
-        wait_for_port(port, process=process)
-        return f"http://127.0.0.1:{port}"
-
-    def logs(self) -> str:
-        return "\n".join(
-            f"--- {name}\n{(self.tmp / f'{name}.log').read_text()[-3000:]}" for name, _ in self.started
-        )
-
-    def stop(self) -> None:
-        for _, process in reversed(self.started):
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
-def with_short_for(rules: dict[str, Any]) -> dict[str, Any]:
-    """The shipped rules, with every alert's `for` shortened so that the test takes seconds."""
-    for group in rules["groups"]:
-        for rule in group["rules"]:
-            if "alert" in rule:
-                rule["for"] = "1s"
-    return rules
-
-
-def alertmanager_for_test(webhook: Webhook) -> dict[str, Any]:
-    """The shipped Alertmanager example, its receivers pointed at the local webhook."""
-    config = yaml.safe_load((ROOT / "deploy" / "alertmanager.yml").read_text())
-    for receiver in config["receivers"]:
-        for hook in receiver.get("webhook_configs", []):
-            hook["url"] = f"http://127.0.0.1:{webhook.port}{urlsplit(hook['url']).path}"
-    config["route"].update(group_wait="1s", group_interval="1s", repeat_interval="1m")
-    return config
-
-
-def prometheus_for_test(rules: Path, exporter_port: int, alertmanager_port: int) -> dict[str, Any]:
-    """The shipped scrape example with loopback targets and one-second intervals."""
-    config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
-    config["global"].update(scrape_interval="1s", evaluation_interval="1s")
-    config["rule_files"] = [str(rules)]
-    config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [
-        f"127.0.0.1:{alertmanager_port}"
-    ]
-    [job] = config["scrape_configs"]
-    job.update(scrape_interval="1s", scrape_timeout="1s")
-    job["static_configs"][0]["targets"] = [f"127.0.0.1:{exporter_port}"]
-    return config
 
 
 @dataclass
@@ -128,10 +33,7 @@ class Stack:
     exporter: str
 
     def query(self, expr: str) -> list[dict[str, Any]]:
-        answer = httpx.get(f"{self.prometheus}/api/v1/query", params={"query": expr}, timeout=10).json()
-        assert answer["status"] == "success", (expr, answer)
-        result: list[dict[str, Any]] = answer["data"]["result"]
-        return result
+        return query(self.prometheus, expr)
 
     def label_values(self, label: str, match: str) -> list[str]:
         answer = httpx.get(f"{self.prometheus}/api/v1/label/{label}/values", params={"match[]": match}).json()
@@ -146,7 +48,7 @@ def stack(tmp_path: Path, webhook: Webhook) -> Iterator[Stack]:
     config = {**demo.start(), "poll_interval": "2s", "stale_after": "1h"}
     simulators = demo.simulators
     try:
-        exporter_port, am_port, prom_port = free_port(), free_port(), free_port()
+        exporter_port = free_port()
         del config["listen_address"]
         (tmp_path / "exporter.yml").write_text(yaml.safe_dump(config))
         processes.start(
@@ -162,34 +64,7 @@ def stack(tmp_path: Path, webhook: Webhook) -> Iterator[Stack]:
             ],
             exporter_port,
         )
-        (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager_for_test(webhook)))
-        processes.start(
-            "alertmanager",
-            debian_alertmanager(
-                f"--config.file={tmp_path / 'alertmanager.yml'}",
-                f"--storage.path={tmp_path / 'am-data'}",
-                f"--web.listen-address=127.0.0.1:{am_port}",
-                "--cluster.listen-address=",
-            ),
-            am_port,
-        )
-        rules = tmp_path / "ingestion-failures.rules.yml"
-        rules.write_text(
-            yaml.safe_dump(with_short_for(yaml.safe_load((ROOT / "alerts" / rules.name).read_text())))
-        )
-        (tmp_path / "prometheus.yml").write_text(
-            yaml.safe_dump(prometheus_for_test(rules, exporter_port, am_port))
-        )
-        prometheus = processes.start(
-            "prometheus",
-            [
-                debian_tool("prometheus"),
-                f"--config.file={tmp_path / 'prometheus.yml'}",
-                f"--storage.tsdb.path={tmp_path / 'prom-data'}",
-                f"--web.listen-address=127.0.0.1:{prom_port}",
-            ],
-            prom_port,
-        )
+        prometheus = start_alerting(processes, tmp_path, webhook, exporter_port)
         stack = Stack(prometheus, simulators, processes, f"http://127.0.0.1:{exporter_port}")
         eventually(lambda: stack.query('up{job="ingestion-failure-exporter"} == 1'), 60)
         yield stack
