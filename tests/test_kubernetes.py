@@ -34,6 +34,7 @@ OPERATOR_VALIDATOR = ROOT / "tests" / "kubernetes" / "validate_operator_objects.
 KUBERNETES_VERSIONS = ["1.28", "1.37"]
 NAME = "ingestion-failure-exporter"
 SECRET = "ingestion-failure-exporter-credentials"
+STATE_DIR = "/var/lib/ingestion-failure-exporter"
 SECRETS_DIR = "/etc/ingestion-failure-exporter/secrets"
 
 Object = dict[str, Any]
@@ -193,6 +194,7 @@ def test_the_shipped_configuration_is_valid(rendered: dict[str, list[Object]], t
     config_map = configuration(rendered["base"])
     # The Secret's files, somewhere this test can write them.
     text = config_map["data"]["config.yml"].replace(SECRETS_DIR, str(tmp_path))
+    text = text.replace(f"state_dir: {STATE_DIR}", f"state_dir: {tmp_path / 'state'}")
     for line in text.splitlines():
         if "_file:" in line:
             path = Path(line.split(":", 1)[1].strip())
@@ -298,7 +300,28 @@ def test_the_shards_pod_template_is_the_deployments_plus_the_shard(rendered: dic
     deployment = json.loads(json.dumps(workload(rendered["base"])["spec"]["template"]))
     statefulset = json.loads(json.dumps(workload(rendered["sharded"])["spec"]["template"]))
     del statefulset["spec"]["containers"][0]["env"]
+    # The state volume: the pod's own in the Deployment, a claim of the StatefulSet's.
+    deployment["spec"]["volumes"] = [v for v in deployment["spec"]["volumes"] if v["name"] != "state"]
     assert statefulset == deployment
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_state_dir_is_a_volume_of_the_pod_and_a_claim_per_shard(
+    rendered: dict[str, list[Object]], overlay: str
+) -> None:
+    config = yaml.safe_load(configuration(rendered[overlay])["data"]["config.yml"])
+    assert config["state_dir"] == STATE_DIR
+    [mount] = [m for m in container(rendered[overlay])["volumeMounts"] if m["name"] == "state"]
+    assert mount["mountPath"] == STATE_DIR and not mount.get("readOnly")
+    spec = workload(rendered[overlay])["spec"]
+    volumes = {v["name"]: v for v in spec["template"]["spec"]["volumes"]}
+    if overlay == "sharded":
+        assert "state" not in volumes
+        [claim] = spec["volumeClaimTemplates"]
+        assert claim["metadata"]["name"] == "state"
+        assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    else:
+        assert "emptyDir" in volumes["state"] and "volumeClaimTemplates" not in spec
 
 
 def test_the_shard_count_follows_the_replica_count(tmp_path: Path) -> None:
