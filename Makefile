@@ -66,6 +66,7 @@ bench: setup $(AZURITE)
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/drilldown.py
+	$(BIN)/python bench/state.py
 
 # Not part of `make bench`: the real program polling every kind every second until 10,000 polls
 # (about 35 min), beside an idle copy: resident memory and open descriptors over the run.

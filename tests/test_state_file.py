@@ -312,3 +312,18 @@ def test_leftovers_of_interrupted_writes_are_removed_at_start(tmp_path: Path) ->
     core = stateful(tmp_path)
     assert not leftover.exists()
     assert discovered(core) == 1
+
+
+def test_no_configured_secret_is_written_to_the_state(tmp_path: Path) -> None:
+    core = stateful(tmp_path, source={"token": "s3cr3t-rezolve-token"})
+    core.source.records = [record("a")]
+    core.poll()
+    assert b"s3cr3t-rezolve-token" not in (tmp_path / "s.state").read_bytes()
+
+
+def test_a_changed_secret_is_changed_settings_and_the_state_is_not_resumed(tmp_path: Path) -> None:
+    core = stateful(tmp_path, source={"token": "old-token-value"})
+    core.source.records = [record("a")]
+    core.poll()
+    assert stateful(tmp_path, source={"token": "old-token-value"}).exporter.states["s"].result is not None
+    assert stateful(tmp_path, source={"token": "new-token-value"}).exporter.states["s"].result is None

@@ -81,7 +81,7 @@ class Lane:
         self._publish = publish
         self._clock = clock
         self._store = store
-        self._fingerprint = settings_fingerprint(settings) if store is not None else ""
+        self.fingerprint = settings_fingerprint(settings) if store is not None else ""
         self.state = SourceState(
             name=settings.name,
             kind=settings.source.kind,
@@ -127,7 +127,7 @@ class Lane:
         resumed (its counters, records and first_seen); True if it was."""
         if self._store is None:
             return False
-        saved = self._store.load(self.name, self._fingerprint)
+        saved = self._store.load(self.name, self.fingerprint)
         if saved is None:
             return False
         now = self._clock()
@@ -156,7 +156,7 @@ class Lane:
         if store is None or not self._unsaved or self.state.result is None:
             return
         try:
-            await asyncio.to_thread(store.save, self.state, self._fingerprint, pause_for_scrapes)
+            await asyncio.to_thread(store.save, self.state, self.fingerprint, pause_for_scrapes)
         except OSError as exc:
             store.failed(self.name, exc)
         else:
