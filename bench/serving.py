@@ -18,7 +18,7 @@ import multiprocessing
 import statistics
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -316,6 +316,35 @@ def bench_poll_render(lanes: int, series: int) -> list[Row]:
     ]
 
 
+def scrapes_around(
+    port: int, loop: Loop, work: Callable[[], Awaitable[Any]], seconds: float
+) -> tuple[list[float], list[float], int, int]:
+    """Scrapes from another process for ``seconds`` while ``work`` runs on the exporter's loop
+    once a second: the latencies of the scrapes during a run of it and between runs, how many
+    runs there were, and how many scrapes failed."""
+    runs: list[tuple[float, float]] = []
+    stop = threading.Event()
+
+    async def now_and_then() -> None:
+        while not stop.is_set():
+            await asyncio.sleep(1.0)
+            started = time.monotonic()
+            await work()
+            runs.append((started, time.monotonic()))
+
+    running = asyncio.run_coroutine_threadsafe(now_and_then(), loop.loop)
+    latencies, errors = load(port, 1, seconds)
+    stop.set()
+    running.result(60)
+
+    def during(start: float, latency: float) -> bool:
+        return any(a < start + latency and start < b for a, b in runs)
+
+    busy = [latency for start, latency in latencies if during(start, latency)]
+    idle = [latency for start, latency in latencies if not during(start, latency)]
+    return busy, idle, len(runs), errors
+
+
 def bench_scrape_during_render(seconds: float) -> list[Row]:
     exporter = exporter_with(1, 100_000)
     loop = Loop()
@@ -323,32 +352,15 @@ def bench_scrape_during_render(seconds: float) -> list[Row]:
     server = WebServer(exporter, "127.0.0.1", 0)
     loop.run(server.start())
     lane: Lane = next(iter(exporter.lanes.values()))
-    renders: list[tuple[float, float]] = []
-    stop = threading.Event()
-
-    async def render_now_and_then() -> None:
-        while not stop.is_set():
-            await asyncio.sleep(1.0)
-            started = time.monotonic()
-            await asyncio.to_thread(render_lane, lane.state)
-            renders.append((started, time.monotonic()))
-
-    rendering = asyncio.run_coroutine_threadsafe(render_now_and_then(), loop.loop)
-    latencies, errors = load(server.port, 1, seconds)
-    stop.set()
-    rendering.result(60)
+    busy, idle, renders, errors = scrapes_around(
+        server.port, loop, lambda: asyncio.to_thread(render_lane, lane.state), seconds
+    )
     loop.run(server.stop())
     loop.close()
-
-    def during(start: float, latency: float) -> bool:
-        return any(a < start + latency and start < b for a, b in renders)
-
-    busy = [latency for start, latency in latencies if during(start, latency)]
-    idle = [latency for start, latency in latencies if not during(start, latency)]
     p50_busy, p50_idle = statistics.median(busy), statistics.median(idle)
     return [
         (
-            f"scrape latency around a 100k-series lane render ({len(renders)} renders, {errors} errors)",
+            f"scrape latency around a 100k-series lane render ({renders} renders, {errors} errors)",
             f"between renders ({len(idle)} scrapes)",
             f"p50 {p50_idle * 1000:.1f} ms, p99 {percentile(idle, 0.99) * 1000:.1f} ms",
         ),

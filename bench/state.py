@@ -7,7 +7,7 @@ write    a 100,000-record source's state written to disk (the Commvault shape: 5
 read     the same state read back as a restart does, beside the full poll it spares (bound:
          faster than the poll)
 scrapes  scrape latency while the state is written (once a second, in a worker thread as the
-         lane does) beside scrapes between writes
+         lane writes it) beside scrapes between writes
 
 Nothing here asserts: the figures go to docs/performance.md.
 """
@@ -22,7 +22,6 @@ import platform
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -32,7 +31,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from run import timed  # noqa: E402  # the other benchmarks' helpers
 from scale import Served, commvault_simulator, poll_seconds  # noqa: E402
-from serving import Loop, load, percentile  # noqa: E402
+from serving import Loop, percentile, scrapes_around  # noqa: E402
 
 from exporter.config import build_settings  # noqa: E402
 from exporter.pipeline.render import pause_for_scrapes  # noqa: E402
@@ -74,7 +73,15 @@ def bench_state(jobs: int, items: int, seconds: float, repeat: int) -> list[Row]
         read = timed(lambda: store.load("commvault", lane.fingerprint), repeat)
         saved = store.load("commvault", lane.fingerprint)
         assert saved is not None and len(saved.result.entries) == records
-        busy, idle, writes, errors = scrapes_around_writes(exporter, loop, seconds)
+        server = WebServer(exporter, "127.0.0.1", 0)
+        loop.run(server.start())
+        busy, idle, writes, errors = scrapes_around(
+            server.port,
+            loop,
+            lambda: asyncio.to_thread(store.save, lane.state, lane.fingerprint, pause_for_scrapes),
+            seconds,
+        )
+        loop.run(server.stop())
         loop.run(exporter.aclose())
         loop.close()
     p50_busy, p50_idle = statistics.median(busy), statistics.median(idle)
@@ -103,40 +110,6 @@ def bench_state(jobs: int, items: int, seconds: float, repeat: int) -> list[Row]
             "",
         ),
     ]
-
-
-def scrapes_around_writes(
-    exporter: Exporter, loop: Loop, seconds: float
-) -> tuple[list[float], list[float], int, int]:
-    """Scrapes from another process while the lane's state is written once a second, as a lane
-    writes it: in a worker thread. Latencies during writes and between them."""
-    server = WebServer(exporter, "127.0.0.1", 0)
-    loop.run(server.start())
-    lane = exporter.lanes["commvault"]
-    store = exporter.store
-    assert store is not None
-    writes: list[tuple[float, float]] = []
-    stop = threading.Event()
-
-    async def write_now_and_then() -> None:
-        while not stop.is_set():
-            await asyncio.sleep(1.0)
-            started = time.monotonic()
-            await asyncio.to_thread(store.save, lane.state, lane.fingerprint, pause_for_scrapes)
-            writes.append((started, time.monotonic()))
-
-    writing = asyncio.run_coroutine_threadsafe(write_now_and_then(), loop.loop)
-    latencies, errors = load(server.port, 1, seconds)
-    stop.set()
-    writing.result(60)
-    loop.run(server.stop())
-
-    def during(start: float, latency: float) -> bool:
-        return any(a < start + latency and start < b for a, b in writes)
-
-    busy = [latency for start, latency in latencies if during(start, latency)]
-    idle = [latency for start, latency in latencies if not during(start, latency)]
-    return busy, idle, len(writes), errors
 
 
 def main() -> None:

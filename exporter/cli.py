@@ -156,11 +156,11 @@ class Service:
                     log.error("configuration rejected, the running one is kept: %s", problem)
                 self.exporter.record_reload(False)
                 return exc.problems
-            if settings.listen_address != self._settings.listen_address:
-                log.warning(
-                    "listen_address changed to %s: it takes effect at the next restart",
-                    settings.listen_address,
-                )
+            for key in ("listen_address", "state_dir", "state_max_age"):
+                if getattr(settings, key) != getattr(self._settings, key):
+                    log.warning(
+                        "%s changed to %s: it takes effect at the next restart", key, getattr(settings, key)
+                    )
             changes = await self.exporter.apply(settings)
             apply_changes(self.scheduler, changes)
             await self.web.apply(web_config)
