@@ -161,6 +161,10 @@ def damage(path: Path, how: str) -> str:
         lines[1] = b'[[["t1", 5], 0, null, 0, null]]'
         path.write_bytes(b"\n".join(lines))
         return "corrupt records"
+    elif how == "bad time":
+        lines[1] = b'[[["t1", "sharepoint", "b"], 0, "yesterday", 0, null]]'
+        path.write_bytes(b"\n".join(lines))
+        return "corrupt records"
     elif how == "unreadable":
         path.unlink()
         path.mkdir()
@@ -188,6 +192,7 @@ def damage(path: Path, how: str) -> str:
         "bad header",
         "records missing",
         "bad record",
+        "bad time",
         "unreadable",
     ],
 )

@@ -24,6 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields, replace
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -224,23 +225,25 @@ def _records(lines: list[bytes], trailer: Trailer) -> tuple[dict[Key, Entry], di
     details: dict[Key, Detail] = {}
     for line in lines:
         for identity_list, label_index, failed_at, scope_index, kept in json.loads(line):
+            # The file is whole (its trailer's count says so) and ours: a record is checked as far
+            # as a damaged one would break what is built from it. The join refuses a part that is
+            # not a string, float() a time that is not a number.
             identity = tuple(identity_list)
-            if not all(isinstance(part, str) for part in identity):
-                raise ValueError(f"identity {identity_list!r} is not a list of strings")
-            if failed_at is not None and not isinstance(failed_at, int | float):
-                raise ValueError(f"failed_at {failed_at!r} is not a number")
+            joined = "/".join(identity)
+            if failed_at is not None:
+                failed_at = float(failed_at)
             key = hash(identity)
             entries[key] = (label_sets[label_index], failed_at, scopes[scope_index], identity)
             if kept is not None:
                 name, location, message, retry_count, first_seen, folder = kept
                 details[key] = (
-                    "/".join(identity),
-                    str(name),
+                    joined,
+                    name,
                     texts[location],
                     texts[message],
-                    int(retry_count),
-                    float(first_seen),
-                    bool(folder),
+                    retry_count,
+                    first_seen,
+                    folder,
                 )
     return entries, details
 
@@ -248,15 +251,18 @@ def _records(lines: list[bytes], trailer: Trailer) -> tuple[dict[Key, Entry], di
 def _result(header: Header, entries: dict[Key, Entry], details: dict[Key, Detail]) -> PollResult:
     """The result as its poll left it; its counts and times follow from its records. Read again
     from the start at the next poll (no watermark): what changed meanwhile is not known."""
-    counts: Counter[LabelKey] = Counter()
+    counts = Counter(map(itemgetter(0), entries.values()))
     oldest: dict[tuple[str, str], float] = {}
     newest: dict[tuple[str, str], float] = {}
     for labels, failed_at, _, _ in entries.values():
-        counts[labels] += 1
         if failed_at is not None:
-            pair = (labels[0], labels[1])
-            oldest[pair] = min(oldest.get(pair, failed_at), failed_at)
-            newest[pair] = max(newest.get(pair, failed_at), failed_at)
+            pair = labels[:2]
+            low = oldest.get(pair)
+            if low is None or failed_at < low:
+                oldest[pair] = failed_at
+            high = newest.get(pair)
+            if high is None or failed_at > high:
+                newest[pair] = failed_at
     return PollResult(
         entries=entries,
         counts=dict(counts),
