@@ -8,6 +8,8 @@ read     the same state read back as a restart does, beside the full poll it spa
          faster than the poll)
 scrapes  scrape latency while the state is written (once a second, in a worker thread as the
          lane writes it) beside scrapes between writes
+memory   a 100,000-record poll's result with state_dir (each record's identity kept) beside one
+         without
 
 Nothing here asserts: the figures go to docs/performance.md.
 """
@@ -17,12 +19,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import gc
 import os
 import platform
 import statistics
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +38,10 @@ from scale import Served, commvault_simulator, poll_seconds  # noqa: E402
 from serving import Loop, percentile, scrapes_around  # noqa: E402
 
 from exporter.config import build_settings  # noqa: E402
+from exporter.pipeline.aggregate import DetailLimits, PollAggregator  # noqa: E402
+from exporter.pipeline.classify import Classifier  # noqa: E402
 from exporter.pipeline.render import pause_for_scrapes  # noqa: E402
+from exporter.records import FailureRecord  # noqa: E402
 from exporter.runtime import Exporter, tune_garbage_collection  # noqa: E402
 from exporter.serving.server import WebServer  # noqa: E402
 
@@ -112,6 +119,57 @@ def bench_state(jobs: int, items: int, seconds: float, repeat: int) -> list[Row]
     ]
 
 
+def bench_memory(records: int) -> list[Row]:
+    """What a poll's result holds, with and without ``state_dir``: with it, each record's entry
+    keeps the record's identity (its tuple and strings), for the state file."""
+    kept = []
+    for keep_identities in (False, True):
+        gc.collect()
+        tracemalloc.start()
+        out = PollAggregator(
+            classifier=Classifier(),
+            retry_count_cap=5,
+            max_series=10_000,
+            owns_tenant=lambda _: True,
+            deadline=float("inf"),
+            details=DetailLimits(records, 512),
+            keep_identities=keep_identities,
+        )
+        for i in range(records):  # made and dropped one by one, as a source's records are
+            tenant, job, item = f"tenant-{i % 50}", i // 200, f"doc-{i % 200:03d}.docx"
+            path = f"C:\\Data\\share-{job}\\{item}"
+            out.add(
+                FailureRecord(
+                    tenant=tenant,
+                    platform="windows_file_system",
+                    identity=(tenant, str(job), path),
+                    message="Access is denied.",
+                    name=item,
+                    location=path,
+                )
+            )
+        result = out.finish(None)
+        gc.collect()
+        kept.append(tracemalloc.get_traced_memory()[0])
+        tracemalloc.stop()
+        del out, result
+    without, with_state = kept
+    return [
+        (
+            f"memory of a {records:,}-record poll's result, details on",
+            "without state_dir (baseline)",
+            f"{without / 2**20:.1f} MiB",
+            "",
+        ),
+        (
+            "",
+            "with state_dir (identities kept)",
+            f"{with_state / 2**20:.1f} MiB (+{(with_state - without) / records:.0f} bytes a record)",
+            "",
+        ),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -125,7 +183,10 @@ def main() -> None:
     machine = platform.processor() or platform.machine()
     print(f"# {machine}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print("| target | variant | result | bound |\n| --- | --- | --- | --- |")
-    for row in bench_state(args.jobs, args.items, args.seconds, args.repeat):
+    rows = bench_state(args.jobs, args.items, args.seconds, args.repeat) + bench_memory(
+        args.jobs * args.items
+    )
+    for row in rows:
         print(f"| {' | '.join(row)} |", flush=True)
 
 
