@@ -23,8 +23,9 @@ from typing import Any
 
 from run import MESSAGES  # the scrape and aggregation benchmarks' messages
 
-from exporter.pipeline.aggregate import DetailLimits, PollAggregator, PollResult, location_of
+from exporter.pipeline.aggregate import DetailLimits, PollAggregator
 from exporter.pipeline.classify import Classifier
+from exporter.pipeline.result import PollResult, failures_order
 from exporter.records import FailureRecord
 from exporter.serving.failures import LaneIndex, Query, Row, search
 
@@ -92,21 +93,21 @@ def scan(result: PollResult, query: Query) -> tuple[int, list[Row]]:
     found = []
     for key, detail in result.details.items():
         entry = result.entries[key]
-        tenant, platform, error_type, _ = entry[0]
+        tenant, platform, error_type, _ = entry.labels
         if query.tenants and tenant not in query.tenants:
             continue
         if query.platforms and platform not in query.platforms:
             continue
         if query.error_types and error_type not in query.error_types:
             continue
-        if detail[4] < query.min_retry_count:
+        if detail.retry_count < query.min_retry_count:
             continue
         if needle and not any(
-            needle in text.casefold() for text in (detail[1], location_of(detail), detail[3])
+            needle in text.casefold() for text in (detail.name, detail.location, detail.message)
         ):
             continue
         found.append(Row("bench", entry, detail))
-    found.sort(key=lambda row: (row.entry[1] is None, -(row.entry[1] or 0.0), row.detail[0]))
+    found.sort(key=lambda row: failures_order(row.entry, row.detail))
     return len(found), found[query.offset : query.offset + query.limit]
 
 

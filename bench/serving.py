@@ -26,9 +26,9 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics import exposition as openmetrics
 
 from exporter.config import build_settings
-from exporter.pipeline.aggregate import PollResult
 from exporter.pipeline.lane import Lane
 from exporter.pipeline.render import OPENMETRICS_CONTENT_TYPE, lane_families, render_lane
+from exporter.pipeline.result import PollResult
 from exporter.pipeline.state import SourceState
 from exporter.records import FailureRecord
 from exporter.runtime import Exporter

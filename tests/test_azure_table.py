@@ -369,7 +369,7 @@ def test_incremental_polls_read_what_changed_and_count_as_full_reads_do(
     def details(exporter: Exporter) -> set[str]:
         result = exporter.states["table"].result
         assert result is not None
-        return {detail[0] for detail in result.details.values()}
+        return {detail.id for detail in result.details.values()}
 
     def scanned(exporter: Exporter) -> int:
         result = exporter.states["table"].result

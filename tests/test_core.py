@@ -1190,7 +1190,7 @@ def details(core: Core) -> dict[str, tuple[Any, ...]]:
     from exporter.serving.failures import FailureIndex, Query, search
 
     page = search(FailureIndex().refresh(core.exporter.states), Query(), everything=True)
-    return {row.detail[0]: row.detail for row in page.rows}
+    return {row.detail.id: row.detail for row in page.rows}
 
 
 def test_details_keep_when_each_record_was_first_seen_through_failed_parts(core: Core) -> None:
@@ -1269,11 +1269,9 @@ def test_details_hold_what_section_9_serves_with_messages_cut_and_folders_shared
         f"t1/{SP}/e": (f"t1/{SP}/e", "e.pdf", "https://y.example/", "xy", 0, seen, True),
     }
     # One copy of a repeated message and of a shared folder.
-    assert got[f"t1/{SP}/a"][3] is got[f"t1/{SP}/b"][3]
-    assert got[f"t1/{SP}/a"][2] is got[f"t1/{SP}/b"][2]
-    from exporter.pipeline.aggregate import location_of
-
-    assert [location_of(d) for d in got.values()] == [
+    assert got[f"t1/{SP}/a"].message is got[f"t1/{SP}/b"].message
+    assert got[f"t1/{SP}/a"].kept_location is got[f"t1/{SP}/b"].kept_location
+    assert [d.location for d in got.values()] == [
         "https://x.example/kb/a.pdf",
         "https://x.example/kb/b.pdf",
         "elsewhere",
@@ -1490,7 +1488,7 @@ def test_a_record_carried_by_an_incremental_poll_keeps_when_it_was_first_seen() 
     first_seen = next(iter(core.result().details.values()))[5]
     core.table.put(record("b"), 200.0)
     assert core.poll(after=60.0)
-    details = {detail[0]: detail[5] for detail in core.result().details.values()}
+    details = {detail.id: detail.first_seen for detail in core.result().details.values()}
     assert details == {f"t1/{SP}/a": first_seen, f"t1/{SP}/b": first_seen + 60.0}
 
 
@@ -1527,8 +1525,8 @@ def test_where_an_incremental_poll_reads_from(
     previous: dict[str, Any] | None, expected: float | None
 ) -> None:
     from exporter.configtypes import IncrementalReads
-    from exporter.pipeline.aggregate import PollResult
     from exporter.pipeline.lane import incremental_since
+    from exporter.pipeline.result import PollResult
 
     class Config:
         incremental = IncrementalReads(reconcile_every=3, overlap=300.0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.pipeline.aggregate import DetailLimits, PollAggregator, location_of
+from exporter.pipeline.aggregate import DetailLimits, PollAggregator
 from exporter.pipeline.classify import Classifier
 from exporter.records import FailureRecord
 from exporter.serving.failures import LaneIndex, Query, search
@@ -83,16 +83,16 @@ def reference(lanes: list[LaneIndex], query: Query) -> tuple[int, list[tuple[str
             continue
         for key, detail in index.result.details.items():
             (tenant, platform, error_type, _), failed_at, _, _ = index.result.entries[key]
-            texts = (detail[1], location_of(detail), detail[3])
+            texts = (detail.name, detail.location, detail.message)
             if (
                 (not query.tenants or tenant in query.tenants)
                 and (not query.platforms or platform in query.platforms)
                 and (not query.error_types or error_type in query.error_types)
-                and detail[4] >= query.min_retry_count
+                and detail.retry_count >= query.min_retry_count
                 and (not needle or any(needle in text.casefold() for text in texts))
             ):
                 found.append(
-                    ((failed_at is None, -(failed_at or 0.0), index.source, detail[0]), index.source)
+                    ((failed_at is None, -(failed_at or 0.0), index.source, detail.id), index.source)
                 )
     found.sort()
     page = found[query.offset : query.offset + query.limit]
@@ -108,6 +108,6 @@ def test_the_index_answers_what_a_scan_of_every_record_would(
 ) -> None:
     lanes = [lane("s1", first), lane("s2", second)]
     page = search(lanes, query)
-    assert (page.total, [(row.source, row.detail[0]) for row in page.rows]) == reference(lanes, query)
+    assert (page.total, [(row.source, row.detail.id) for row in page.rows]) == reference(lanes, query)
     for row in page.rows:  # and every location reads back as it was given
-        assert row.as_dict()["location"].endswith(row.detail[1])
+        assert row.as_dict()["location"].endswith(row.detail.name)

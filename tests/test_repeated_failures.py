@@ -5,8 +5,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.pipeline.aggregate import DetailLimits, PollAggregator, PollResult
+from exporter.pipeline.aggregate import DetailLimits, PollAggregator
 from exporter.pipeline.classify import Classifier
+from exporter.pipeline.result import PollResult
 from exporter.records import FailureRecord
 from exporter.sources.base import RepeatedFailures
 

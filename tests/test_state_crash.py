@@ -75,7 +75,9 @@ def version_of(directory: Path) -> int:
     version = saved.discovered[("t0", "sharepoint", "PARSE_ERROR")]
     assert version in (1, 2)
     assert len(saved.result.entries) == 20_000 + version
-    assert {detail[3].split(":")[0] for detail in saved.result.details.values()} == {f"version {version}"}
+    assert {detail.message.split(":")[0] for detail in saved.result.details.values()} == {
+        f"version {version}"
+    }
     assert sum(saved.result.counts.values()) == 20_000 + version
     return version
 

@@ -3,28 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from exporter.pipeline.classify import Classifier
+from exporter.pipeline.result import Detail, Entry, Key, LabelKey, PollResult, build
 from exporter.records import FailureRecord, PollError
-
-# (tenant, platform, error_type, retry_count label)
-LabelKey = tuple[str, str, str, str]
-# What is kept of a record: its labels, its failed_at, its scope, and its identity only when the
-# state is kept across restarts (else ``()``: the key alone tells records apart within a process,
-# see ``Key``). Message, URL and the like are not kept, so memory grows with label sets, plus one
-# small key per identity (needed to tell discovered and resolved records apart between polls).
-Entry = tuple[LabelKey, float | None, str, tuple[str, ...]]
-# What a person reads of a record (SPEC section 9), kept apart from what is counted and only when
-# the drill-down is on: id, name, location, message (cut), retry_count (uncapped), first_seen,
-# and whether the location is kept as the part before the name. Locations mostly end with the
-# name under a folder shared by many files: that folder is kept once (see ``location_of``).
-Detail = tuple[str, str, str, str, int, float, bool]
-
-
-def location_of(detail: Detail) -> str:
-    return detail[2] + detail[1] if detail[6] else detail[2]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,13 +23,6 @@ class DetailLimits:
 MAX_LABEL_CHARS = 256
 
 
-# A record's identity is kept as its hash (64 bits, Python's own, stable within the process):
-# the key of its entry, by which polls tell discovered and resolved records apart. A tuple of
-# strings hashes in tens of nanoseconds where a cryptographic digest of it took 0.9 us, the
-# largest single cost of a record. Two of a million identities collide with odds of about 3e-8.
-Key = int
-
-
 def safe_label(value: str) -> str:
     """A label value every scraper reads: valid UTF-8 (a lone surrogate becomes U+FFFD) and at
     most MAX_LABEL_CHARS long. Quotes, backslashes and newlines are the encoder's to escape."""
@@ -56,24 +33,6 @@ def safe_label(value: str) -> str:
 
 def retry_label(retry_count: int, cap: int) -> str:
     return f"{cap}+" if retry_count >= cap else str(max(retry_count, 0))
-
-
-@dataclass(frozen=True, slots=True)
-class PollResult:
-    """What one (possibly partial) poll found; immutable once built."""
-
-    entries: Mapping[Key, Entry]
-    counts: Mapping[LabelKey, int]
-    oldest: Mapping[tuple[str, str], float]
-    newest: Mapping[tuple[str, str], float]
-    scanned: int
-    dropped: int
-    details: Mapping[Key, Detail] = field(default_factory=dict)
-    details_truncated: bool = False
-    # For incremental sources: the latest change seen (the platform's clock), and how many
-    # incremental polls were merged into this result since its last full read.
-    watermark: float | None = None
-    since_full_read: int = 0
 
 
 class PollAggregator:
@@ -206,9 +165,10 @@ class PollAggregator:
             location = location[: -len(name)]
             location = shared.setdefault(location, location)
         earlier = self._earlier.get(key)
-        first_seen = earlier[5] if earlier is not None else self._seen_at
-        identity = "/".join(record.identity)
-        self._details[key] = (identity, name, location, message, record.retry_count, first_seen, folder)
+        first_seen = earlier.first_seen if earlier is not None else self._seen_at
+        joined = "/".join(record.identity)
+        detail = (joined, name, location, message, record.retry_count, first_seen, folder)
+        self._details[key] = build(Detail, detail)
 
     def changed_at(self, moment: float) -> None:
         if self._watermark is None or moment > self._watermark:
@@ -229,7 +189,7 @@ class PollAggregator:
                 return False
             slot = self._slots[labels] = [labels, 0, None, None]
         slot[1] += 1
-        self._entries[key] = (slot[0], failed_at, scope, identity)
+        self._entries[key] = build(Entry, (slot[0], failed_at, scope, identity))
         if failed_at is not None:
             if slot[2] is None or failed_at < slot[2]:
                 slot[2] = failed_at

@@ -24,14 +24,14 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields, replace
-from operator import itemgetter
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from exporter.pipeline.aggregate import Detail, Entry, Key, LabelKey, PollResult
 from exporter.pipeline.render import StateWrites
+from exporter.pipeline.result import Detail, Entry, Key, LabelKey, PollResult, build
 from exporter.pipeline.state import Held, SourceState
 
 log = logging.getLogger(__name__)
@@ -145,16 +145,22 @@ def encode(
     texts: dict[str, int] = {}
     details = result.details
     rows: list[list[Any]] = []
-    for key, (label_set, failed_at, scope, identity) in result.entries.items():
-        label_index = labels.get(label_set)
+    for key, entry in result.entries.items():
+        label_index = labels.get(entry.labels)
         if label_index is None:
-            label_index = labels[label_set] = len(labels)
+            label_index = labels[entry.labels] = len(labels)
         detail = details.get(key)
         kept = None
         if detail is not None:
-            _, name, location, message, retry_count, first_seen, folder = detail
-            kept = [name, _index(texts, location), _index(texts, message), retry_count, first_seen, folder]
-        rows.append([identity, label_index, failed_at, _index(scopes, scope), kept])
+            kept = [
+                detail.name,
+                _index(texts, detail.kept_location),
+                _index(texts, detail.message),
+                detail.retry_count,
+                detail.first_seen,
+                detail.under_folder,
+            ]
+        rows.append([entry.identity, label_index, entry.failed_at, _index(scopes, entry.scope), kept])
         if len(rows) == CHUNK:
             yield json.dumps(rows).encode() + b"\n"
             rows = []
@@ -233,30 +239,24 @@ def _records(lines: list[bytes], trailer: Trailer) -> tuple[dict[Key, Entry], di
             if failed_at is not None:
                 failed_at = float(failed_at)
             key = hash(identity)
-            entries[key] = (label_sets[label_index], failed_at, scopes[scope_index], identity)
+            entries[key] = build(Entry, (label_sets[label_index], failed_at, scopes[scope_index], identity))
             if kept is not None:
                 name, location, message, retry_count, first_seen, folder = kept
-                details[key] = (
-                    joined,
-                    name,
-                    texts[location],
-                    texts[message],
-                    retry_count,
-                    first_seen,
-                    folder,
-                )
+                detail = (joined, name, texts[location], texts[message], retry_count, first_seen, folder)
+                details[key] = build(Detail, detail)
     return entries, details
 
 
 def _result(header: Header, entries: dict[Key, Entry], details: dict[Key, Detail]) -> PollResult:
     """The result as its poll left it; its counts and times follow from its records. Read again
     from the start at the next poll (no watermark): what changed meanwhile is not known."""
-    counts = Counter(map(itemgetter(0), entries.values()))
+    counts = Counter(map(attrgetter("labels"), entries.values()))
     oldest: dict[tuple[str, str], float] = {}
     newest: dict[tuple[str, str], float] = {}
-    for labels, failed_at, _, _ in entries.values():
+    for entry in entries.values():
+        failed_at = entry.failed_at
         if failed_at is not None:
-            pair = labels[:2]
+            pair = entry.labels[:2]
             low = oldest.get(pair)
             if low is None or failed_at < low:
                 oldest[pair] = failed_at

@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from exporter.pipeline.aggregate import Detail, Entry, PollResult, location_of
+from exporter.pipeline.result import SEARCH_SEPARATOR as SEPARATOR
+from exporter.pipeline.result import Detail, Entry, PollResult, failures_order
 from exporter.pipeline.state import SourceState
 
 FIELDS = (
@@ -39,7 +40,6 @@ LABEL_FILTERS = ("source", "tenant", "platform", "error_type")
 SINGLE = ("min_retry_count", "q", "limit", "offset", "format")
 FORMATS = ("json", "csv", "html")
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
-SEPARATOR = "\x00"  # between the searchable texts of the records
 
 
 class BadQuery(ValueError):
@@ -122,28 +122,22 @@ class Row:
     detail: Detail
 
     def as_dict(self) -> dict[str, Any]:
-        (tenant, platform, error_type, label), failed_at, _, _ = self.entry
-        identity, name, _, message, retry_count, first_seen, _ = self.detail
+        entry, detail = self.entry, self.detail
+        tenant, platform, error_type, label = entry.labels
         return {
             "source": self.source,
             "tenant": tenant,
             "platform": platform,
             "error_type": error_type,
-            "retry_count": retry_count,
+            "retry_count": detail.retry_count,
             "retry_label": label,
-            "id": identity,
-            "name": name,
-            "location": location_of(self.detail),
-            "message": message,
-            "failed_at": failed_at,
-            "first_seen": first_seen,
+            "id": detail.id,
+            "name": detail.name,
+            "location": detail.location,
+            "message": detail.message,
+            "failed_at": entry.failed_at,
+            "first_seen": detail.first_seen,
         }
-
-
-def _order(entry: Entry, detail: Detail) -> tuple[bool, float, str]:
-    """Newest ``failed_at`` first, records without one last, then by id."""
-    failed_at = entry[1]
-    return (failed_at is None, -(failed_at or 0.0), detail[0])
 
 
 class LaneIndex:
@@ -154,13 +148,13 @@ class LaneIndex:
         self.source = source
         self.result = result
         keyed = [(key, result.entries[key], detail) for key, detail in result.details.items()]
-        keyed.sort(key=lambda row: _order(row[1], row[2]))
+        keyed.sort(key=lambda row: failures_order(row[1], row[2]))
         self.entries: list[Entry] = [entry for _, entry, _ in keyed]
         self.details: list[Detail] = [detail for _, _, detail in keyed]
         self.by_label: tuple[dict[str, list[int]], ...] = ({}, {}, {})  # tenant, platform, error_type
         for position, entry in enumerate(self.entries):
             for index, positions in enumerate(self.by_label):
-                positions.setdefault(entry[0][index], []).append(position)
+                positions.setdefault(entry.labels[index], []).append(position)
         self._text: tuple[str, array[int]] | None = None
 
     def _searchable(self) -> tuple[str, array[int]]:
@@ -169,9 +163,7 @@ class LaneIndex:
         if self._text is None:
             chunks, starts, at = [], array("Q"), 0
             for detail in self.details:
-                # A location that ends with the name holds every substring of the name already.
-                name = "" if detail[6] else detail[1]
-                chunk = f"{name}{SEPARATOR}{location_of(detail)}{SEPARATOR}{detail[3]}{SEPARATOR}".casefold()
+                chunk = detail.search_text()
                 starts.append(at)
                 chunks.append(chunk)
                 at += len(chunk)
@@ -211,20 +203,18 @@ class LaneIndex:
         text_matches = set(with_text) if by_text and candidates is not with_text else None
         out = []
         for position in candidates:
-            labels = self.entries[position][0]
+            labels = self.entries[position].labels
             if any(labels[index] not in values for index, values in others):
                 continue
             detail = self.details[position]
-            if detail[4] < query.min_retry_count:
+            if detail.retry_count < query.min_retry_count:
                 continue
             if text_matches is not None and position not in text_matches:
                 continue
-            if (
-                needle
-                and not by_text
-                and not any(needle in text.casefold() for text in (detail[1], location_of(detail), detail[3]))
-            ):
-                continue
+            if needle and not by_text:
+                texts = (detail.name, detail.location, detail.message)
+                if not any(needle in text.casefold() for text in texts):
+                    continue
             out.append(position)
         return out
 
@@ -294,7 +284,7 @@ def search(
     ) -> Iterator[tuple[tuple[bool, float, str, str], Row]]:
         for position in positions:
             entry, detail = lane.entries[position], lane.details[position]
-            order = _order(entry, detail)
+            order = failures_order(entry, detail)
             yield (order[0], order[1], lane.source, order[2]), Row(lane.source, entry, detail)
 
     merged = heapq.merge(*(rows_of(lane, positions) for lane, positions in found), key=lambda pair: pair[0])
