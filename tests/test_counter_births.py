@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 from exporter.config import build_settings
+from exporter.pipeline.state import SourceState, shown
 from tests.test_core import Core, record
 
 DELAY = 120.0
@@ -64,6 +65,39 @@ def test_a_new_series_is_shown_at_zero_then_at_its_count_after_the_delay_and_not
         assert discovered(core) == 3
 
     core.run(scenario())
+
+
+def test_a_resolved_series_is_born_at_zero_with_its_records_so_its_first_resolution_shows_at_once() -> None:
+    core = births()
+    core.poll()
+    core.source.records = [record("a1", tenant="t2")]
+    core.poll(after=1)
+    # Born with t2's first records, at 0; nothing of t2 can be resolved in the poll that shows it.
+    assert core.value("ingestion_failed_files_resolved_total", tenant="t2", platform="sharepoint") == 0
+    core.source.records = []
+    core.poll(after=1)
+    assert core.value("ingestion_failed_files_resolved_total", tenant="t2", platform="sharepoint") == 1
+
+
+def test_held_increments_are_shown_from_the_moment_they_are_due() -> None:
+    state = SourceState(name="s", kind="rezolve", interval=60, stale_after=180, birth_delay=DELAY)
+    state.held[("t1", "sharepoint", "ACCESS_DENIED")] = (1000.0, 3)
+    assert shown(5, (1000.0, 3), 999.9) == 2
+    assert shown(5, (1000.0, 3), 1000.0) == 5
+    state.release(999.9)
+    assert state.next_release() == 1000.0
+    state.release(1000.0)
+    assert (state.held, state.next_release()) == ({}, None)
+
+
+def test_a_delay_of_one_second_holds_a_birth_for_one_second() -> None:
+    core = Core(counter_birth_delay="1s")
+    core.poll()
+    core.source.records = access_denied("a1")
+    core.poll()
+    assert discovered(core) == 0
+    core.poll(after=1)
+    assert discovered(core) == 1
 
 
 def test_later_increments_of_a_shown_series_are_shown_at_once() -> None:

@@ -40,7 +40,7 @@ def resolved(core: Core) -> float | None:
 def first_seen(core: Core) -> dict[str, float]:
     result = core.exporter.states["s"].result
     assert result is not None
-    return {detail[0].rsplit("/", 1)[-1]: detail[5] for detail in result.details.values()}
+    return {detail.id.rsplit("/", 1)[-1]: detail.first_seen for detail in result.details.values()}
 
 
 def close(core: Core) -> None:
@@ -105,6 +105,7 @@ def test_a_held_increment_survives_a_restart(tmp_path: Path) -> None:
     close(core)
     # Born at START + 120, shown from START + 240: the restart is at START + 180.
     again = Core(state_dir=str(tmp_path), counter_birth_delay=120, start=START + 180)
+    assert discovered(again, "ACCESS_DENIED") == 0  # shown as of the exporter's clock
     again.source.records = [record("a", error_type="ACCESS_DENIED")]
     again.poll(after=0)
     assert discovered(again, "ACCESS_DENIED") == 0
@@ -274,8 +275,11 @@ def test_a_failed_write_is_counted_and_logged_polling_goes_on_and_the_next_write
     assert state_writes(core) == (1, START + 60)
     assert core.value("ingestion_source_up") == 1
     assert any(
-        r.levelno == logging.ERROR and "cannot write its state" in r.getMessage() for r in caplog.records
+        r.levelno == logging.ERROR and r.getMessage().startswith("source s: cannot write its state")
+        for r in caplog.records
     )
+    # The exporter's other families are shown beside the state's.
+    assert core.samples()[("ingestion_exporter_config_last_reload_successful", frozenset())] == 1
     directory.unlink()
     directory.mkdir()
     core.poll()
@@ -307,6 +311,9 @@ def test_nothing_unchanged_is_written_again_at_shutdown(tmp_path: Path) -> None:
     before = (tmp_path / "s.state").stat().st_mtime_ns
     core.clock.advance(5)
     close(core)
+    assert (tmp_path / "s.state").stat().st_mtime_ns == before
+    # Nor a resumed state that no poll changed.
+    close(stateful(tmp_path))
     assert (tmp_path / "s.state").stat().st_mtime_ns == before
 
 

@@ -16,10 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.pipeline.aggregate import DetailLimits, PollAggregator, PollResult
+from exporter.pipeline.aggregate import DetailLimits, PollAggregator
 from exporter.pipeline.classify import Classifier
 from exporter.pipeline.persist import StateStore, settings_fingerprint
 from exporter.pipeline.render import Blocks, pause_for_scrapes, render_lane
+from exporter.pipeline.result import PollResult
 from exporter.pipeline.state import SourceState
 from exporter.records import PollError, Reason
 from exporter.sources.base import Source
@@ -81,7 +82,7 @@ class Lane:
         self._publish = publish
         self._clock = clock
         self._store = store
-        self.fingerprint = settings_fingerprint(settings) if store is not None else ""
+        self.fingerprint = settings_fingerprint(settings)
         self.state = SourceState(
             name=settings.name,
             kind=settings.source.kind,
@@ -122,18 +123,14 @@ class Lane:
         finally:
             self._running = None
 
-    def resume(self) -> bool:
+    def resume(self) -> None:
         """At start, with a state store: go on from the source's saved state if it can be
-        resumed (its counters, records and first_seen); True if it was."""
-        if self._store is None:
-            return False
-        saved = self._store.load(self.name, self.fingerprint)
-        if saved is None:
-            return False
-        now = self._clock()
-        saved.restore(self.state, now)
-        self.blocks = render_lane(self.state, now)
-        return True
+        resumed (its counters, records and first_seen)."""
+        saved = self._store.load(self.name, self.fingerprint) if self._store is not None else None
+        if saved is not None:
+            now = self._clock()
+            saved.restore(self.state, now)
+            self.blocks = render_lane(self.state, now)
 
     async def stop(self) -> None:
         """No more polls: the one in flight is cancelled, then the source's connections closed."""
@@ -172,11 +169,12 @@ class Lane:
         self._publish()
         if self._release is not None:
             self._release.cancel()
-            self._release = None
         due = self.state.next_release()
-        if due is not None and not self._stopped:
-            delay = max(due - self._clock(), 0.0)
-            self._release = asyncio.get_running_loop().call_later(delay, self._release_due)
+        self._release = (
+            asyncio.get_running_loop().call_later(max(due - self._clock(), 0.0), self._release_due)
+            if due is not None and not self._stopped
+            else None
+        )
 
     def _release_due(self) -> None:
         self._release = None

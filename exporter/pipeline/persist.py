@@ -72,8 +72,7 @@ class Header(_Strict):
     details_truncated: bool
     discovered: list[tuple[str, str, str, int]]
     resolved: list[tuple[str, str, int]]
-    held_discovered: list[tuple[str, str, str, float, int]]
-    held_resolved: list[tuple[str, str, float, int]]
+    held: list[tuple[str, str, str, float, int]]
 
 
 class Trailer(_Strict):
@@ -92,8 +91,7 @@ class Saved:
     last_success: float | None
     discovered: Counter[tuple[str, str, str]]
     resolved: Counter[tuple[str, str]]
-    held_discovered: Held
-    held_resolved: Held
+    held: Held
     written_at: float
 
     def restore(self, state: SourceState, now: float) -> None:
@@ -101,7 +99,7 @@ class Saved:
         state.result, state.result_at, state.last_success = self.result, self.result_at, self.last_success
         state.stale = now - self.result_at > state.stale_after
         state.discovered, state.resolved = self.discovered, self.resolved
-        state.held_discovered, state.held_resolved = self.held_discovered, self.held_resolved
+        state.held = self.held
         state.release(now)
 
 
@@ -136,8 +134,7 @@ def encode(
         details_truncated=result.details_truncated,
         discovered=[(*key, value) for key, value in state.discovered.items()],
         resolved=[(*key, value) for key, value in state.resolved.items()],
-        held_discovered=[(*key, at, amount) for key, (at, amount) in state.held_discovered.items()],  # type: ignore[misc]
-        held_resolved=[(*key, at, amount) for key, (at, amount) in state.held_resolved.items()],  # type: ignore[misc]
+        held=[(*key, at, amount) for key, (at, amount) in state.held.items()],
     )
     yield header.model_dump_json().encode() + b"\n"
     labels: dict[LabelKey, int] = {}
@@ -211,8 +208,7 @@ def decode(data: bytes, name: str, fingerprint: str) -> Saved:
         last_success=header.last_success,
         discovered=Counter({(t, p, e): n for t, p, e, n in header.discovered}),
         resolved=Counter({(t, p): n for t, p, n in header.resolved}),
-        held_discovered={(t, p, e): (at, n) for t, p, e, at, n in header.held_discovered},
-        held_resolved={(t, p): (at, n) for t, p, at, n in header.held_resolved},
+        held={(t, p, e): (at, n) for t, p, e, at, n in header.held},
         written_at=header.written_at,
     )
 

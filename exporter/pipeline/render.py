@@ -251,9 +251,9 @@ def lane_families(
     families = {f.name: f.empty() for f in LANE_FAMILIES}
     discovered, resolved = families[DISCOVERED.name], families[RESOLVED.name]
     for triple, value in _in_order(state.discovered, pause):
-        discovered.add_metric([name, *triple], shown(value, state.held_discovered.get(triple), now))
+        discovered.add_metric([name, *triple], shown(value, state.held.get(triple), now))
     for pair, value in _in_order(state.resolved, pause):
-        resolved.add_metric([name, *pair], shown(value, state.held_resolved.get(pair), now))
+        resolved.add_metric([name, *pair], value)
     result = state.result
     if result is not None and not state.stale:
         for labels, count in _in_order(result.counts, pause):

@@ -5,17 +5,18 @@ from __future__ import annotations
 import bisect
 import itertools
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
-from exporter.pipeline.aggregate import PollResult
+from exporter.pipeline.result import PollResult
 from exporter.records import PollError, Reason
 
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 # Per counter series: when the increments that came with its birth are shown, and how many.
-Held = dict[tuple[str, ...], tuple[float, int]]
+# Per (tenant, platform, error_type) born with increments: when they are shown, and how many.
+# Only discovered series are: a (tenant, platform) and its resolved series are born, at 0, in the
+# poll that first shows its records, and none of them can be resolved before a later poll.
+Held = dict[tuple[str, str, str], tuple[float, int]]
 
 
 def shown(value: int, held: tuple[float, int] | None, now: float) -> int:
@@ -24,12 +25,6 @@ def shown(value: int, held: tuple[float, int] | None, now: float) -> int:
     if held is not None and now < held[0]:
         return value - held[1]
     return value
-
-
-def _hold(held: Held, counter: Counter[Any], born: Iterable[tuple[str, ...]], release: float) -> None:
-    for key in born:
-        if counter[key] > 0:
-            held[key] = (release, counter[key])
 
 
 @dataclass
@@ -57,8 +52,7 @@ class SourceState:
     # A counter series is first shown at 0, and what came with its birth this much later:
     # rate() and increase() ignore a series' first sample.
     birth_delay: float = 0.0
-    held_discovered: Held = field(default_factory=dict)
-    held_resolved: Held = field(default_factory=dict)
+    held: Held = field(default_factory=dict)
 
     def record_result(
         self, result: PollResult, failures: dict[str, PollError], started: float, ended: float
@@ -93,40 +87,33 @@ class SourceState:
 
     def release(self, now: float) -> None:
         """Forget the held increments that are shown by ``now``."""
-        for held in (self.held_discovered, self.held_resolved):
-            for key in [key for key, (at, _) in held.items() if at <= now]:
-                del held[key]
+        held = self.held
+        for key in [key for key, (at, _) in held.items() if at <= now]:
+            del held[key]
 
     def next_release(self) -> float | None:
         """The next moment a held increment is due to be shown, if any is held."""
-        moments = [
-            at for at, _ in itertools.chain(self.held_discovered.values(), self.held_resolved.values())
-        ]
-        return min(moments, default=None)
+        return min((at for at, _ in self.held.values()), default=None)
 
     def _count_changes(self, previous: PollResult | None, current: PollResult, now: float) -> None:
         """Discovered and resolved records; the first result is the baseline (counts stay 0).
         A series born in this poll holds back what it counted until ``now + birth_delay``."""
         discovered, resolved = self.discovered, self.resolved
         # A Counter keeps insertion order: the series born in this poll are those after these.
-        known_discovered, known_resolved = len(discovered), len(resolved)
+        known_discovered = len(discovered)
         for tenant, platform, error_type, _ in current.counts:
             discovered[(tenant, platform, error_type)] += 0
             resolved[(tenant, platform)] += 0
         if previous is not None:
             # Set differences of the keys, in C: most records are in both polls.
             for key in current.entries.keys() - previous.entries.keys():
-                discovered[current.entries[key][0][:3]] += 1
+                discovered[current.entries[key].labels[:3]] += 1
             for key in previous.entries.keys() - current.entries.keys():
-                labels = previous.entries[key][0]
+                labels = previous.entries[key].labels
                 resolved[(labels[0], labels[1])] += 1
         self.release(now)
         if self.birth_delay > 0:
             release = now + self.birth_delay
-            _hold(
-                self.held_discovered,
-                discovered,
-                itertools.islice(discovered, known_discovered, None),
-                release,
-            )
-            _hold(self.held_resolved, resolved, itertools.islice(resolved, known_resolved, None), release)
+            for born in itertools.islice(discovered, known_discovered, None):
+                if discovered[born] > 0:
+                    self.held[born] = (release, discovered[born])
