@@ -27,7 +27,14 @@ from pydantic import Field, SecretStr, model_validator
 from exporter.configtypes import Duration, HttpSourceConfig, SecretFile, check_http_url
 from exporter.records import FailureRecord, PollError, Reason
 from exporter.sources.base import RecordSink, cancel, gather_parts
-from exporter.sources.http import HttpClient, HttpStatusError, SingleTenantSource
+from exporter.sources.http import (
+    HttpClient,
+    HttpStatusError,
+    Issued,
+    IssuedToken,
+    Response,
+    SingleTenantSource,
+)
 
 CATALOG = "/data/foundation/catalog"
 EXPORT = "/data/foundation/export"
@@ -121,9 +128,9 @@ class AepSource(SingleTenantSource[AepConfig]):
             max_response_bytes=config.max_response_bytes,
             headers={"accept": "application/json"},
         )
-        self._token = config.secret("access_token")
-        self._token_expires = float("inf")
-        self._token_lock = asyncio.Lock()
+        self._token = IssuedToken(
+            self._renew_token if config.client_id is not None else None, config.secret("access_token")
+        )
         # (batch id, file name) -> its first error: a file already classified is never
         # downloaded again. Only entries still seen in the latest poll are kept.
         self._classified: dict[tuple[str, str], str] = {}
@@ -270,28 +277,13 @@ class AepSource(SingleTenantSource[AepConfig]):
     async def _get_json(self, url: str, **kwargs: Any) -> Any:
         return (await self._request("GET", url, **kwargs)).json()
 
-    async def _request(self, method: str, url: str, **kwargs: Any) -> Any:
-        token = await self._bearer()
-        try:
-            return await self._http.request(
-                method, url, headers={"authorization": f"Bearer {token}"}, **kwargs
-            )
-        except HttpStatusError as exc:
-            if exc.status != 401 or self.config.client_id is None:
-                raise
-            token = await self._bearer(rejected=token)  # revoked early: one fresh token, one retry
-            return await self._http.request(
-                method, url, headers={"authorization": f"Bearer {token}"}, **kwargs
-            )
+    async def _request(self, method: str, url: str, **kwargs: Any) -> Response:
+        def send(token: str) -> Awaitable[Response]:
+            return self._http.request(method, url, headers={"authorization": f"Bearer {token}"}, **kwargs)
 
-    async def _bearer(self, rejected: str | None = None) -> str:
-        async with self._token_lock:
-            if self._token is None or self._token == rejected or time.time() >= self._token_expires:
-                await self._renew_token()
-            assert self._token is not None
-            return self._token
+        return await self._token.send(send)
 
-    async def _renew_token(self) -> None:
+    async def _renew_token(self) -> Issued:
         """IMS client credentials; renewed a tenth of its lifetime (at most 5 min) early."""
         self._ims.deadline = self._http.deadline
         try:
@@ -319,8 +311,7 @@ class AepSource(SingleTenantSource[AepConfig]):
             raise PollError(Reason.AUTH, "the token service answered without an access_token")
         seconds = float(lifetime) if isinstance(lifetime, int | float) else 3600.0
         self.secret_issued(token)
-        self._token = token
-        self._token_expires = time.time() + seconds - min(seconds / 10, 300.0)
+        return Issued(token, renew_at=time.time() + seconds - min(seconds / 10, 300.0))
 
 
 # OAuth 2.0 error codes (RFC 6749 section 5.2) by which IMS refuses a client.

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,7 +22,7 @@ from pydantic import Field, SecretStr, model_validator
 from exporter.configtypes import Duration, HttpSourceConfig, SecretFile
 from exporter.records import PollError, Reason
 from exporter.sources.base import RecordSink, RepeatedFailures, cancel, gather_parts, slug
-from exporter.sources.http import HttpStatusError, SingleTenantSource
+from exporter.sources.http import Issued, IssuedToken, Response, SingleTenantSource
 
 REASON_COLUMNS = ("reason", "failure reason", "failurereason", "error", "error message", "message")
 # Commvault tokens as issued: QSDK (login), SAML, and Bearer (v4 access tokens); passed on as they are.
@@ -144,8 +144,11 @@ class CommvaultSource(SingleTenantSource[CommvaultConfig]):
     def __init__(self, config: CommvaultConfig) -> None:
         super().__init__(config, {})
         static = config.secret("authtoken")
-        self._token = static if static is None or static.startswith(TOKEN_PREFIXES) else f"QSDK {static}"
-        self._login_lock = asyncio.Lock()
+        # The token expires after 30 minutes idle: a login with the password gets a new one.
+        self._token = IssuedToken(
+            self._login if config.password is not None else None,
+            static if static is None or static.startswith(TOKEN_PREFIXES) else f"QSDK {static}",
+        )
 
     async def read(self, out: RecordSink) -> None:
         now = time.time()
@@ -199,32 +202,15 @@ class CommvaultSource(SingleTenantSource[CommvaultConfig]):
         what = f"GET /Job/{job.job_id}/FailedItems"
         return failed_items(await self._get(f"/Job/{job.job_id}/FailedItems"), what)
 
-    async def _get(self, path: str, **kwargs: Any) -> Any:
-        token = await self._authtoken()
-        headers = kwargs.pop("headers", {})
-        try:
-            response = await self._http.request(
-                "GET", path, headers={**headers, "Authtoken": token}, **kwargs
-            )
-        except HttpStatusError as exc:
-            if exc.status != 401 or self.config.password is None:
-                raise
-            # The token expired (30 minutes idle): log in once more and try again, once.
-            token = await self._authtoken(expired=token)
-            response = await self._http.request(
-                "GET", path, headers={**headers, "Authtoken": token}, **kwargs
-            )
-        body = response.json()
+    async def _get(self, path: str, headers: Mapping[str, str] | None = None, **kwargs: Any) -> Any:
+        def get(token: str) -> Awaitable[Response]:
+            return self._http.request("GET", path, headers={**(headers or {}), "Authtoken": token}, **kwargs)
+
+        body = (await self._token.send(get)).json()
         check_logical_error(body, f"GET {path}")
         return body
 
-    async def _authtoken(self, expired: str | None = None) -> str:
-        async with self._login_lock:
-            if self._token is None or self._token == expired:
-                self._token = await self._login()
-            return self._token
-
-    async def _login(self) -> str:
+    async def _login(self) -> Issued:
         password = self.config.secret("password") or ""
         body = (
             await self._http.request(
@@ -243,7 +229,7 @@ class CommvaultSource(SingleTenantSource[CommvaultConfig]):
             raise PollError(Reason.AUTH, f"login refused: {first.get('errLogMessage') or 'no token'}")
         self.secret_issued(token)
         self.secret_issued(token.partition(" ")[2])  # the bare token, as an error may quote it
-        return token
+        return Issued(token)
 
 
 def scope_of(job: Job) -> str:

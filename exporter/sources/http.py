@@ -10,10 +10,11 @@ from __future__ import annotations
 import abc
 import asyncio
 import json
+import math
 import random
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Generic, TypeVar
@@ -232,6 +233,54 @@ class HttpClient:
     def _fits_budget(self, loop: asyncio.AbstractEventLoop, wait: float) -> bool:
         """Whether waiting ``wait`` seconds still leaves time in the poll for another attempt."""
         return self.deadline is None or loop.time() + wait < self.deadline
+
+
+@dataclass(frozen=True, slots=True)
+class Issued:
+    """A token a login or token service issued, and when to stop using it."""
+
+    token: str
+    renew_at: float = math.inf
+
+
+T = TypeVar("T")
+
+
+class IssuedToken:
+    """The token a source sends, from a login or token service: obtained when first needed,
+    renewed when it is due, and when the platform refuses it (401) before it is due, which
+    happens (a session idle too long, a token revoked): then the request is sent once more.
+    One renewal at a time: concurrent requests wait for it instead of each logging in."""
+
+    def __init__(self, issue: Callable[[], Awaitable[Issued]] | None, token: str | None = None) -> None:
+        """``issue`` obtains a token; None for a token given in the configuration, used as it is."""
+        self._issue = issue
+        self._token = token
+        self._renew_at = math.inf
+        self._lock = asyncio.Lock()
+
+    async def current(self, refused: str | None = None) -> str:
+        """The token to send; a new one if ``refused`` is the one held."""
+        async with self._lock:
+            token = self._token
+            if self._issue is not None and (
+                token is None or token == refused or time.time() >= self._renew_at
+            ):
+                issued = await self._issue()
+                token, self._token, self._renew_at = issued.token, issued.token, issued.renew_at
+            if token is None:
+                raise PollError(Reason.AUTH, "no token: neither one configured nor a way to obtain one")
+            return token
+
+    async def send(self, request: Callable[[str], Awaitable[T]]) -> T:
+        """``request(token)``; on a 401, once more with a fresh token when one can be obtained."""
+        token = await self.current()
+        try:
+            return await request(token)
+        except HttpStatusError as exc:
+            if exc.status != 401 or self._issue is None:
+                raise
+        return await request(await self.current(refused=token))
 
 
 HttpConfigT = TypeVar("HttpConfigT", bound=HttpSourceConfig)
