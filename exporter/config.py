@@ -62,7 +62,9 @@ class ClassifierRule(Frozen):
         return value
 
 
-class Classifier(Frozen):
+class ClassifierConfig(Frozen):
+    """``classifier``: the rules tried before the built-in ones (SPEC sections 3 and 6)."""
+
     rules: tuple[ClassifierRule, ...] = ()
 
 
@@ -92,7 +94,7 @@ class Settings(BaseSettings):
     state_max_age: Duration = 3600.0
     counter_birth_delay: Delay = 120.0
     failure_details: FailureDetails = FailureDetails()
-    classifier: Classifier = Classifier()
+    classifier: ClassifierConfig = ClassifierConfig()
     sources: tuple[AnySourceConfig, ...] = ()
 
     @field_validator("listen_address")

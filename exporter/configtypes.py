@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import abc
 import re
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import (
     BaseModel,
@@ -16,6 +17,9 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+
+if TYPE_CHECKING:
+    from exporter.sources.base import Source
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -69,11 +73,13 @@ def check_http_url(value: str) -> str:
 
 
 class SourceConfig(Frozen):
-    """Fields every source kind shares (SPEC section 3)."""
+    """Fields every source kind shares (SPEC section 3). A kind's model narrows ``kind`` to its
+    name (a ``Literal``), opens its source, and says whether its reads are incremental."""
 
     secret_fields: ClassVar[tuple[str, ...]] = ()
     required_secrets: ClassVar[tuple[tuple[str, ...], ...]] = ()
 
+    kind: str
     name: str = Field(pattern=NAME_PATTERN)
     interval: Duration | None = None
     timeout: Duration = 30.0
@@ -102,6 +108,14 @@ class SourceConfig(Frozen):
                     {"either": either, "field": group[0]},
                 )
         return self
+
+    @abc.abstractmethod
+    def open(self) -> Source[Any]:
+        """A new source of this kind, reading the platform as this configuration says."""
+
+    def incremental_reads(self) -> IncrementalReads | None:
+        """How polls read only what changed (see ``IncrementalReads``); None: every poll reads all."""
+        return None
 
     def secret(self, field: str) -> str | None:
         value: SecretStr | None = getattr(self, field)

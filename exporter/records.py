@@ -18,16 +18,21 @@ class Reason(StrEnum):
     INTERNAL = "internal"
 
 
+def decimal(text: str) -> int | None:
+    """A number written in digits (spaces around it allowed), else None. The one reading of digits
+    in a platform's text: isdecimal, not isdigit, since '²' is a digit that int() refuses."""
+    text = text.strip()
+    return int(text) if text.isdecimal() else None
+
+
 def as_count(value: Any) -> int:
     """A retry count as a platform gives it: a non-negative int, a string of digits, else 0."""
     if isinstance(value, bool):
         return 0
     if isinstance(value, int):
         return max(value, 0)
-    # isdecimal, not isdigit: '²' is a digit that int() refuses.
-    if isinstance(value, str) and value.strip().isdecimal():
-        return int(value)
-    return 0
+    count = decimal(value) if isinstance(value, str) else None
+    return 0 if count is None else count
 
 
 def text_of(value: Any) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from exporter.config import Settings
+from exporter.configtypes import SourceConfig
 from exporter.pipeline.aggregate import DetailLimits
 from exporter.pipeline.classify import Classifier
 from exporter.pipeline.lane import Lane, LaneSettings
@@ -20,10 +21,10 @@ from exporter.pipeline.render import Blocks, Snapshot, StateWrites, render_expor
 from exporter.pipeline.shard import tenant_owner
 from exporter.pipeline.state import SourceState
 from exporter.redact import Redactor
-from exporter.sources import AnySourceConfig, build_source
+from exporter.sources import build_source
 from exporter.sources.base import Source
 
-SourceFactory = Callable[[AnySourceConfig], Source[Any]]
+SourceFactory = Callable[[SourceConfig], Source[Any]]
 
 # A poll makes hundreds of thousands of short-lived objects (records, their tuples). At CPython's
 # default first threshold (700 allocations) a poll of 100,000 records ran 520 collections, and

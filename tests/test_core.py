@@ -1527,13 +1527,14 @@ def test_where_an_incremental_poll_reads_from(
     from exporter.configtypes import IncrementalReads
     from exporter.pipeline.lane import incremental_since
     from exporter.pipeline.result import PollResult
+    from exporter.sources.azure_table import AzureTableConfig
+    from exporter.sources.rezolve import RezolveConfig
 
-    class Config:
-        incremental = IncrementalReads(reconcile_every=3, overlap=300.0)
-
+    table = AzureTableConfig.model_construct(incremental=IncrementalReads(reconcile_every=3, overlap=300.0))
     result = None if previous is None else PollResult({}, {}, {}, {}, 0, 0, **previous)
-    assert incremental_since(Config(), result) == expected
-    assert incremental_since(object(), result) is None  # a source that cannot read incrementally
+    assert incremental_since(table, result) == expected
+    # A kind that cannot read incrementally
+    assert incremental_since(RezolveConfig.model_construct(), result) is None
 
 
 def test_the_watermark_is_the_latest_change_whatever_the_order() -> None:

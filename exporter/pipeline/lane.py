@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from exporter.configtypes import SourceConfig
 from exporter.pipeline.aggregate import DetailLimits, PollAggregator
 from exporter.pipeline.classify import Classifier
 from exporter.pipeline.persist import StateStore, settings_fingerprint
@@ -33,7 +34,7 @@ _serials = itertools.count(1)
 class LaneSettings:
     """Everything that decides what a lane counts. Equal settings on reload: the lane is kept."""
 
-    source: Any  # the source's validated configuration (frozen, so comparable)
+    source: SourceConfig  # validated and frozen, so comparable
     interval: float
     stale_after: float
     poll_timeout: float
@@ -46,13 +47,13 @@ class LaneSettings:
 
     @property
     def name(self) -> str:
-        return str(self.source.name)
+        return self.source.name
 
 
-def incremental_since(config: Any, previous: PollResult | None) -> float | None:
+def incremental_since(config: SourceConfig, previous: PollResult | None) -> float | None:
     """Where an incremental source's next poll reads from; None for a full read: the first poll,
     every ``reconcile_every``-th, and any poll with no change seen yet to start from."""
-    incremental = getattr(config, "incremental", None)
+    incremental = config.incremental_reads()
     if incremental is None or previous is None or previous.watermark is None:
         return None
     if previous.since_full_read + 1 >= incremental.reconcile_every:

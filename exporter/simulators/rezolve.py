@@ -10,7 +10,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from exporter.simulators.base import SimRequest, SimResponse, Simulator, json_response
-from exporter.sources.rezolve import PATH, PLATFORMS
+
+# The vendor's contract as the simulator knows it, apart from the source's: a wrong path or
+# platform in the source fails a test instead of moving the simulator with it.
+PATH = "/v2/azure/failed-files"
+PLATFORMS = ("sharepoint", "servicenow", "confluence", "itglue", "web")
 
 
 def iso(ts: float) -> str:

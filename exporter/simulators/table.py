@@ -14,8 +14,7 @@ from typing import Any
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient, TableServiceClient
 
-from exporter.simulators.rezolve import random_file
-from exporter.sources.rezolve import PLATFORMS
+from exporter.simulators.rezolve import PLATFORMS, random_file
 
 AZURITE = "UseDevelopmentStorage=true"
 # The emulator's documented, public development account key (not a secret).

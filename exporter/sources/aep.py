@@ -76,6 +76,9 @@ class AepConfig(HttpSourceConfig):
             raise ValueError("api_key is required (with OAuth it defaults to client_id)")
         return self
 
+    def open(self) -> AepSource:
+        return AepSource(self)
+
 
 @dataclass(frozen=True, slots=True)
 class Batch:

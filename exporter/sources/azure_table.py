@@ -36,7 +36,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from exporter.configtypes import Frozen, IncrementalReads, SecretFile, SourceConfig, check_http_url
 from exporter.records import FailureRecord, PollError, Reason, as_count, excerpt, text_of
 from exporter.sources.base import RecordSink, Source, parse_timestamp
-from exporter.sources.rezolve import PLATFORMS
+from exporter.sources.platforms import PLATFORMS
 
 DEFAULT_CONTENT_TYPES = {
     f"{platform}_{kind}": platform for platform in PLATFORMS for kind in ("article", "attachment")
@@ -110,6 +110,12 @@ class AzureTableConfig(SourceConfig):
             except ValueError:
                 raise ValueError("connection_string: not a valid storage connection string") from None
         return self
+
+    def open(self) -> AzureTableSource:
+        return AzureTableSource(self)
+
+    def incremental_reads(self) -> IncrementalReads:
+        return self.incremental
 
 
 class AzureTableSource(Source[AzureTableConfig]):

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, model_validator
 
 from exporter.configtypes import Duration, HttpSourceConfig, SecretFile
-from exporter.records import PollError, Reason
+from exporter.records import PollError, Reason, decimal
 from exporter.sources.base import RecordSink, RepeatedFailures, cancel, gather_parts, slug
 from exporter.sources.http import Issued, IssuedToken, Response, SingleTenantSource
 
@@ -55,6 +55,9 @@ class CommvaultConfig(HttpSourceConfig):
         sent = [base64.b64encode(password.encode()).decode()] if password else []
         return [*super().secret_values(), *sent]
 
+    def open(self) -> CommvaultSource:
+        return CommvaultSource(self)
+
 
 @dataclass(frozen=True, slots=True)
 class Job:
@@ -83,8 +86,9 @@ def number(value: Any, what: str) -> float:
     """A numeric field that may come as a number or a string of digits."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
-    if isinstance(value, str) and value.strip().isdecimal():  # '²' is a digit, not a number
-        return float(value)
+    digits = decimal(value) if isinstance(value, str) else None
+    if digits is not None:
+        return float(digits)
     raise PollError(Reason.INVALID_RESPONSE, f"GET /Job: {what} is not a number: {value!r:.40}")
 
 

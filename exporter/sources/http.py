@@ -24,7 +24,7 @@ import aiohttp
 
 from exporter import __version__
 from exporter.configtypes import HttpSourceConfig
-from exporter.records import PollError, Reason, excerpt
+from exporter.records import PollError, Reason, decimal, excerpt
 from exporter.sources.base import RecordSink, Source
 
 USER_AGENT = f"ingestion-failure-exporter/{__version__}"
@@ -56,11 +56,11 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
     """``Retry-After`` as seconds to wait: delta-seconds or an HTTP date."""
     if not value:
         return None
-    value = value.strip()
-    if value.isdecimal():  # '²' is a digit, not a number
-        return float(value)
+    seconds = decimal(value)
+    if seconds is not None:
+        return float(seconds)
     try:
-        return max(parsedate_to_datetime(value).timestamp() - now, 0.0)
+        return max(parsedate_to_datetime(value.strip()).timestamp() - now, 0.0)
     except (TypeError, ValueError):
         return None
 

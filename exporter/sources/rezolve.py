@@ -15,8 +15,8 @@ from exporter.configtypes import Frozen, HttpSourceConfig, SecretFile
 from exporter.records import FailureRecord, PollError, Reason, as_count, text_of
 from exporter.sources.base import RecordSink, gather_parts, parse_timestamp
 from exporter.sources.http import HttpSource
+from exporter.sources.platforms import PLATFORMS
 
-PLATFORMS = ("sharepoint", "servicenow", "confluence", "itglue", "web")
 PATH = "/v2/azure/failed-files"
 
 
@@ -34,6 +34,9 @@ class RezolveConfig(HttpSourceConfig):
     token: SecretStr | None = None
     token_file: SecretFile = None
     tenants: tuple[RezolveTenant, ...] = Field(min_length=1)
+
+    def open(self) -> RezolveSource:
+        return RezolveSource(self)
 
 
 class RezolveSource(HttpSource[RezolveConfig]):

@@ -39,6 +39,9 @@ class UnstructuredConfig(HttpSourceConfig):
     workflow_ids: tuple[str, ...] = ()
     lookback: Duration = 86400.0
 
+    def open(self) -> UnstructuredSource:
+        return UnstructuredSource(self)
+
 
 @dataclass(frozen=True, slots=True)
 class Job:
