@@ -108,7 +108,9 @@ def bench_scrape(series_per_source: int, sources: int, scrapes: int) -> list[tup
     series = sum(len(s.result.counts) for s in states if s.result)
 
     ours = Exporter(build_settings({}, {}))
-    ours.snapshot = Snapshot([*(render_lane(state) for state in states), render_exporter(True, 0.0)])
+    ours.snapshot = Snapshot(
+        [*(render_lane(state, time.time()) for state in states), render_exporter(True, 0.0)]
+    )
     loop = serving.Loop()
     server = WebServer(ours, "127.0.0.1", 0)
     loop.run(server.start())
@@ -118,7 +120,7 @@ def bench_scrape(series_per_source: int, sources: int, scrapes: int) -> list[tup
 
         def collect(self) -> Any:
             for state in states:
-                yield from lane_families(state)
+                yield from lane_families(state, time.time())
 
     registry = CollectorRegistry()
     registry.register(EveryLane())  # type: ignore[arg-type]

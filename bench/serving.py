@@ -298,14 +298,14 @@ def bench_poll_render(lanes: int, series: int) -> list[Row]:
     class Everything:
         def collect(self) -> Any:
             for state in states:
-                yield from lane_families(state)
+                yield from lane_families(state, time.time())
 
     def before() -> None:
         generate_latest(Everything())  # type: ignore[arg-type]
         openmetrics.generate_latest(Everything())  # type: ignore[no-untyped-call]
 
     everything = cpu_seconds(before)
-    one = cpu_seconds(lambda: render_lane(states[0]))
+    one = cpu_seconds(lambda: render_lane(states[0], time.time()))
     return [
         (
             f"CPU of one source's poll render, {lanes} sources x {series:,} series",

@@ -273,6 +273,15 @@ def series_key(**labels: str) -> frozenset[tuple[str, str]]:
     return frozenset(labels.items())
 
 
+def failed_key(
+    source: str, tenant: str, platform: str, error_type: str, retry_count: str = "0"
+) -> frozenset[tuple[str, str]]:
+    """The labels of one ``ingestion_failed_files`` series."""
+    return series_key(
+        source=source, tenant=tenant, platform=platform, error_type=error_type, retry_count=retry_count
+    )
+
+
 class Served:
     """A running exporter process; its stderr goes to a file, so a chatty log never blocks it."""
 

@@ -14,7 +14,13 @@ from exporter.records import Reason
 from exporter.simulators.aep import AepSimulator, SimBatch, validation_file
 from exporter.simulators.base import SimRequest
 from exporter.sources.aep import first_validation_message
-from tests.conftest import eventually, failure_series, poll_holding_until_counted, run_polls, series_key
+from tests.conftest import (
+    eventually,
+    failed_key,
+    failure_series,
+    poll_holding_until_counted,
+    run_polls,
+)
 
 BAD_DATE = "[2018-00-23T22:07:01Z] is not a valid date-time. Expected [yyyy-MM-dd'T'HH:mm:ssZ]"
 
@@ -49,10 +55,6 @@ def oauth(sim: AepSimulator, **extra: Any) -> dict[str, Any]:
     }
 
 
-def key(error_type: str, tenant: str = "prod") -> frozenset[tuple[str, str]]:
-    return series_key(source="aep", tenant=tenant, platform="aep", error_type=error_type, retry_count="0")
-
-
 def batch(
     sim: AepSimulator,
     batch_id: str,
@@ -73,7 +75,10 @@ def test_sends_the_four_headers_and_classifies_each_failed_file(aep: AepSimulato
     )
     exporter = run_polls(oauth(aep))
     assert exporter.states["aep"].up is True
-    assert failure_series(exporter) == {key("SCHEMA_VALIDATION"): 1, key("UNKNOWN"): 1}
+    assert failure_series(exporter) == {
+        failed_key("aep", "prod", "aep", "SCHEMA_VALIDATION"): 1,
+        failed_key("aep", "prod", "aep", "UNKNOWN"): 1,
+    }
     for request in aep.calls("/data/foundation/"):
         assert request.headers["authorization"].startswith("Bearer eyJ")
         assert request.headers["x-api-key"] == "cid"
@@ -113,7 +118,7 @@ def test_failed_file_listing_follows_next_links_and_skips_markers(aep: AepSimula
     files["empty.json"] = b""
     batch(aep, "B1", files)
     exporter = run_polls(oauth(aep, page_size=2))
-    assert failure_series(exporter) == {key("SCHEMA_VALIDATION"): 5}
+    assert failure_series(exporter) == {failed_key("aep", "prod", "aep", "SCHEMA_VALIDATION"): 5}
     assert len(aep.calls("/export/batches/B1/failed$")) - 5 == 4  # 4 listing pages (7 entries), 5 downloads
     assert aep.downloads("B1", "_SUCCESS") == 0 and aep.downloads("B1", "empty.json") == 0
 
@@ -130,7 +135,7 @@ def test_a_file_is_downloaded_once_and_at_most_max_download_bytes(aep: AepSimula
     exporter = run_polls(oauth(aep, max_download_bytes=4096, max_response_bytes=65536), lambda: None)
     state = exporter.states["aep"]
     assert state.up is True and state.errors[Reason.INVALID_RESPONSE] == 0
-    assert failure_series(exporter) == {key("SCHEMA_VALIDATION"): 1}
+    assert failure_series(exporter) == {failed_key("aep", "prod", "aep", "SCHEMA_VALIDATION"): 1}
     assert aep.downloads("B1", "huge.json") == 1  # the second poll reused the classification
 
 
@@ -143,7 +148,10 @@ def test_a_failed_batch_without_failed_files_counts_once_from_its_errors(aep: Ae
     )
     batch(aep, "B2", {}, errors=[{"code": "INGEST-1555-400"}])
     exporter = run_polls(oauth(aep, tenant="acme"))
-    assert failure_series(exporter) == {key("UNSUPPORTED_FORMAT", "acme"): 1, key("UNKNOWN", "acme"): 1}
+    assert failure_series(exporter) == {
+        failed_key("aep", "acme", "aep", "UNSUPPORTED_FORMAT"): 1,
+        failed_key("aep", "acme", "aep", "UNKNOWN"): 1,
+    }
 
 
 def test_the_oauth_token_is_renewed_before_it_expires(aep: AepSimulator) -> None:
@@ -247,7 +255,7 @@ def test_a_next_link_to_another_host_is_followed_on_the_configured_base_url(aep:
     assert exporter.states["aep"].up is True
     follow_up = [r for r in aep.calls("/export/batches/B1/failed$") if r.arg("start") == "1"]
     assert follow_up and follow_up[0].headers["host"] == aep.url.removeprefix("http://")
-    assert failure_series(exporter) == {key("SCHEMA_VALIDATION"): 3}
+    assert failure_series(exporter) == {failed_key("aep", "prod", "aep", "SCHEMA_VALIDATION"): 3}
 
 
 def test_a_batch_that_fails_once_keeps_its_files_classified(aep: AepSimulator) -> None:
@@ -259,7 +267,7 @@ def test_a_batch_that_fails_once_keeps_its_files_classified(aep: AepSimulator) -
 
     exporter = run_polls(oauth(aep), fail_b1_listing_once, aep.clear_faults)
     assert exporter.states["aep"].up is True
-    assert failure_series(exporter) == {key("SCHEMA_VALIDATION"): 4}
+    assert failure_series(exporter) == {failed_key("aep", "prod", "aep", "SCHEMA_VALIDATION"): 4}
     for name in ("f0.json", "f1.json", "f2.json"):
         assert aep.downloads("B1", name) == 1  # classified at the first poll, kept through the failed one
     assert aep.downloads("B2", "g.json") == 1
@@ -283,7 +291,7 @@ def test_a_later_poll_lists_the_batches_it_knows_while_the_catalog_is_read(aep: 
     finally:
         listed.set()
     assert exporter.states["aep"].up is True
-    assert failure_series(exporter) == {key("SCHEMA_VALIDATION"): 1}
+    assert failure_series(exporter) == {failed_key("aep", "prod", "aep", "SCHEMA_VALIDATION"): 1}
 
 
 def test_a_batch_that_left_the_catalog_is_resolved_whatever_its_early_listing_says(aep: AepSimulator) -> None:
@@ -298,7 +306,7 @@ def test_a_batch_that_left_the_catalog_is_resolved_whatever_its_early_listing_sa
     exporter = run_polls(oauth(aep), b2_deleted_and_b3_retried)
     state = exporter.states["aep"]
     assert state.up is True and sum(state.errors.values()) == 0
-    assert failure_series(exporter) == {key("SCHEMA_VALIDATION"): 1}
+    assert failure_series(exporter) == {failed_key("aep", "prod", "aep", "SCHEMA_VALIDATION"): 1}
     assert state.resolved[("prod", "aep")] == 2
 
 
@@ -312,4 +320,6 @@ def test_a_failed_catalog_read_fails_the_poll_while_a_listing_is_on_its_way(aep:
     exporter = run_polls(oauth(aep), catalog_refused)
     state = exporter.states["aep"]
     assert state.up is False and state.errors[Reason.HTTP_ERROR] == 1
-    assert failure_series(exporter) == {key("SCHEMA_VALIDATION"): 1}  # the last result stands
+    assert failure_series(exporter) == {
+        failed_key("aep", "prod", "aep", "SCHEMA_VALIDATION"): 1
+    }  # the last result stands

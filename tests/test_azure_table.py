@@ -19,6 +19,7 @@ from exporter.simulators.table import failure_entity, fresh_table
 from tests.conftest import (
     TENANT_A,
     Azurite,
+    failed_key,
     failure_series,
     free_port,
     parse_exposition,
@@ -47,18 +48,6 @@ def source(azurite: Azurite, table: TableClient, **extra: Any) -> dict[str, Any]
         "timeout": "5s",
         **extra,
     }
-
-
-def key(tenant: str, platform: str, error_type: str, retry: str) -> frozenset[tuple[str, str]]:
-    return frozenset(
-        {
-            "source": "table",
-            "tenant": tenant,
-            "platform": platform,
-            "error_type": error_type,
-            "retry_count": retry,
-        }.items()
-    )
 
 
 def test_reads_every_page_of_a_large_table(azurite: Azurite, table: TableClient) -> None:
@@ -138,10 +127,16 @@ def test_maps_columns_platforms_and_retry_counts(azurite: Azurite, table: TableC
     table.upsert_entity(entity)
     exporter = run_polls({"sources": [source(azurite, table)]})
     assert failure_series(exporter) == {
-        key("acme", "confluence", "FILE_TOO_LARGE", "3"): 1,  # platform_type wins over content_type
-        key("acme", "servicenow", "ACCESS_DENIED", "5+"): 1,  # unusable type: classified from message
-        key("acme", "itglue", "PARSE_ERROR", "0"): 1,
-        key("beta", "custom_type", "TIMEOUT", "0"): 1,  # unmapped content type, missing retry_count
+        failed_key(
+            "table", "acme", "confluence", "FILE_TOO_LARGE", "3"
+        ): 1,  # platform_type wins over content_type
+        failed_key(
+            "table", "acme", "servicenow", "ACCESS_DENIED", "5+"
+        ): 1,  # unusable type: classified from message
+        failed_key("table", "acme", "itglue", "PARSE_ERROR", "0"): 1,
+        failed_key(
+            "table", "beta", "custom_type", "TIMEOUT", "0"
+        ): 1,  # unmapped content type, missing retry_count
     }
     samples = parse_exposition(exporter.snapshot.text.decode())
     oldest = series(samples, "ingestion_failed_files_oldest_timestamp_seconds")
@@ -172,8 +167,8 @@ def test_tenant_allow_list_and_custom_columns(azurite: Azurite, table: TableClie
         }
     )
     assert failure_series(exporter) == {
-        key("a", "scanner", "OCR_FAILED", "1"): 1,
-        key("c", "scanner", "OCR_FAILED", "1"): 1,
+        failed_key("table", "a", "scanner", "OCR_FAILED", "1"): 1,
+        failed_key("table", "c", "scanner", "OCR_FAILED", "1"): 1,
     }
 
 

@@ -15,7 +15,7 @@ from exporter.records import Reason
 from exporter.simulators.base import SimRequest
 from exporter.simulators.commvault import CommvaultSimulator, SimJob
 from exporter.sources.commvault import csv_items
-from tests.conftest import failure_series, poll_holding_until_counted, run_polls, series_key
+from tests.conftest import failed_key, failure_series, poll_holding_until_counted, run_polls
 
 HOUR = 3600.0
 
@@ -46,10 +46,6 @@ def source(sim: CommvaultSimulator, **extra: Any) -> dict[str, Any]:
     }
 
 
-def key(platform: str, error_type: str, retry: str) -> frozenset[tuple[str, str]]:
-    return series_key(source="cv", tenant="acme", platform=platform, error_type=error_type, retry_count=retry)
-
-
 def job(
     job_id: int,
     items: list[tuple[str, str]],
@@ -74,7 +70,9 @@ def test_logs_in_with_a_base64_password_and_sends_the_authtoken(commvault: Commv
     for request in commvault.calls("/Job"):
         assert request.headers["authtoken"].startswith("QSDK ")
         assert request.headers["accept"] == "application/json"
-    assert failure_series(exporter) == {key("windows_file_system", "ACCESS_DENIED", "0"): 1}
+    assert failure_series(exporter) == {
+        failed_key("cv", "acme", "windows_file_system", "ACCESS_DENIED", "0"): 1
+    }
 
 
 def test_job_discovery_pages_with_limit_and_offset_headers(commvault: CommvaultSimulator) -> None:
@@ -147,8 +145,10 @@ def test_an_item_failing_in_several_jobs_is_one_record_with_derived_retries(
     commvault.add_job(job(4, [("C:\\x", "Access is denied.")], age=HOUR, client="fs02"))  # other client
     exporter = run_polls(source(commvault))
     assert failure_series(exporter) == {
-        key("windows_file_system", "FILE_LOCKED", "2"): 1,  # latest reason, failed in 3 jobs
-        key("windows_file_system", "ACCESS_DENIED", "0"): 2,  # C:\y, and C:\x on fs02
+        failed_key(
+            "cv", "acme", "windows_file_system", "FILE_LOCKED", "2"
+        ): 1,  # latest reason, failed in 3 jobs
+        failed_key("cv", "acme", "windows_file_system", "ACCESS_DENIED", "0"): 2,  # C:\y, and C:\x on fs02
     }
 
 
@@ -175,8 +175,8 @@ def test_csv_items_are_mapped_by_column_name(commvault: CommvaultSimulator) -> N
     )
     exporter = run_polls(source(commvault))
     assert failure_series(exporter) == {
-        key("microsoft_teams", "ACCESS_DENIED", "0"): 1,
-        key("microsoft_teams", "TIMEOUT", "0"): 1,
+        failed_key("cv", "acme", "microsoft_teams", "ACCESS_DENIED", "0"): 1,
+        failed_key("cv", "acme", "microsoft_teams", "TIMEOUT", "0"): 1,
     }
     shuffled = {
         "columns": ["GUID", "Reason", "Item Name", "Path"],

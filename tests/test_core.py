@@ -20,7 +20,7 @@ from exporter.pipeline.shard import shard_of
 from exporter.records import FailureRecord, PollError, Reason
 from exporter.runtime import Exporter
 from exporter.sources.base import RecordSink, Source
-from tests.conftest import ROOT, parse_exposition, series
+from tests.conftest import ROOT, parse_exposition, series, series_key
 
 T = TypeVar("T")
 START = 1_765_000_000.0
@@ -152,23 +152,19 @@ class Core:
         return series(self.samples(), name)
 
     def value(self, name: str, **labels: str) -> float | None:
-        return self.samples().get((name, key(**labels)))
-
-
-def key(**labels: str) -> frozenset[tuple[str, str]]:
-    return frozenset({"source": "s", **labels}.items())
+        return self.samples().get((name, series_key(source="s", **labels)))
 
 
 def failed(tenant: str = "t1", platform: str = SP, error_type: str = "PARSE_ERROR", retry: str = "0") -> Any:
-    return key(tenant=tenant, platform=platform, error_type=error_type, retry_count=retry)
+    return series_key(source="s", tenant=tenant, platform=platform, error_type=error_type, retry_count=retry)
 
 
 def discovered(tenant: str = "t1", platform: str = SP, error_type: str = "PARSE_ERROR") -> Any:
-    return key(tenant=tenant, platform=platform, error_type=error_type)
+    return series_key(source="s", tenant=tenant, platform=platform, error_type=error_type)
 
 
 def pair(tenant: str = "t1", platform: str = SP) -> Any:
-    return key(tenant=tenant, platform=platform)
+    return series_key(source="s", tenant=tenant, platform=platform)
 
 
 @pytest.fixture
@@ -439,8 +435,9 @@ def test_a_failed_poll_keeps_the_series_until_stale_after_then_drops_them() -> N
     assert series(samples, "ingestion_failed_files_newest_timestamp_seconds") == {}
     # Counters and health stay: they are about the source, not its last result.
     assert series(samples, "ingestion_failed_files_discovered_total") == {discovered(): 0}
-    assert samples[("ingestion_source_poll_errors_total", key(reason="auth"))] == 2
-    assert samples[("ingestion_source_last_success_timestamp_seconds", key())] == START + 60
+    assert samples[("ingestion_source_poll_errors_total", series_key(source="s", reason="auth"))] == 2
+    last_success = ("ingestion_source_last_success_timestamp_seconds", series_key(source="s"))
+    assert samples[last_success] == START + 60
     assert core.exporter.states["s"].stale
 
 
@@ -491,13 +488,16 @@ def test_up_and_last_success_follow_the_latest_poll(core: Core) -> None:
 
 def test_every_reason_is_exported_from_zero_and_each_failed_poll_counts_once(core: Core) -> None:
     assert {labels: v for labels, v in core.series("ingestion_source_poll_errors_total").items()} == {
-        key(reason=reason.value): 0 for reason in Reason
+        series_key(source="s", reason=reason.value): 0 for reason in Reason
     }
     for reason in (Reason.AUTH, Reason.AUTH, Reason.INVALID_RESPONSE):
         core.source.error = PollError(reason, "x")
         core.poll()
     errors = core.series("ingestion_source_poll_errors_total")
-    assert errors[key(reason="auth")] == 2 and errors[key(reason="invalid_response")] == 1
+    assert (
+        errors[series_key(source="s", reason="auth")] == 2
+        and errors[series_key(source="s", reason="invalid_response")] == 1
+    )
     assert sum(errors.values()) == 3
 
 
@@ -509,7 +509,7 @@ def test_a_partial_failure_counts_the_first_failed_part_once() -> None:
     }
     core.poll()
     errors = core.series("ingestion_source_poll_errors_total")
-    assert errors[key(reason="timeout")] == 1 and sum(errors.values()) == 1
+    assert errors[series_key(source="s", reason="timeout")] == 1 and sum(errors.values()) == 1
 
 
 def test_a_bug_in_a_source_is_counted_as_internal_not_raised(
@@ -725,7 +725,7 @@ def test_a_poll_renders_only_its_own_lane() -> None:
 def test_the_poll_interval_is_exported_per_source() -> None:
     core = Core(names=("s", "other"), poll_interval="90s")
     assert core.series("ingestion_source_poll_interval_seconds") == {
-        key(): 90,
+        series_key(source="s"): 90,
         frozenset({"source": "other"}.items()): 90,
     }
 
@@ -1082,11 +1082,11 @@ def test_a_large_family_renders_exactly_as_prometheus_client_renders_it_whole() 
     state = core.exporter.states["s"]
     pauses: list[int] = []
     chunked = render.render_blocks(
-        render.lane_families(state, lambda: pauses.append(1)), lambda: pauses.append(1)
+        render.lane_families(state, START, lambda: pauses.append(1)), lambda: pauses.append(1)
     )
-    whole = render.render_blocks(render.lane_families(state))
+    whole = render.render_blocks(render.lane_families(state, START))
     assert chunked == whole
-    family = next(f for f in render.lane_families(state) if f.name == "ingestion_failed_files")
+    family = next(f for f in render.lane_families(state, START) if f.name == "ingestion_failed_files")
     assert len(family.samples) > 2 * render.CHUNK
     assert chunked["ingestion_failed_files"] == generate_latest(render._Families([family])).split(b"\n", 2)[2]  # type: ignore[arg-type]
     assert len(pauses) >= 2 * (len(family.samples) // render.CHUNK)
@@ -1139,14 +1139,14 @@ def test_a_lane_render_pauses_every_chunk_in_both_stages(
 
     mappings = (state.discovered, state.resolved, result.counts, result.oldest, result.newest)
     building = sum(in_order_pauses(m) for m in mappings)
-    families = list(render.lane_families(state))
+    families = list(render.lane_families(state, START))
     rendering = sum(-(-len(f.samples) // render.CHUNK) for f in families)
     pauses: list[int] = []
     monkeypatch.setattr(render, "pause_for_scrapes", lambda: pauses.append(1))
-    render.render_lane(state)
+    render.render_lane(state, START)
     assert len(pauses) == building + rendering
     counted: list[int] = []
-    list(render.lane_families(state, lambda: counted.append(1)))
+    list(render.lane_families(state, START, lambda: counted.append(1)))
     assert len(counted) == building
 
 
@@ -1572,6 +1572,6 @@ def test_a_render_of_many_tenants_pauses_in_every_family_it_sorts(monkeypatch: p
     core.poll()
     state = core.exporter.states["s"]
     counted: list[int] = []
-    list(render.lane_families(state, lambda: counted.append(1)))
+    list(render.lane_families(state, START, lambda: counted.append(1)))
     # discovered, resolved, the counts, oldest and newest: 1,200 keys each, grouped then yielded
     assert len(counted) == 5 * 2 * (1200 // render.CHUNK)

@@ -90,6 +90,21 @@ def test_held_increments_are_shown_from_the_moment_they_are_due() -> None:
     assert (state.held, state.next_release()) == ({}, None)
 
 
+def test_a_delay_under_a_second_is_kept_to_by_the_lanes_own_render() -> None:
+    core = Core(counter_birth_delay="500ms")
+    core.poll()
+    core.source.records = access_denied("a1")
+
+    async def scenario() -> None:
+        await core.exporter.poll("s")
+        assert discovered(core) == 0
+        core.clock.advance(0.6)
+        await settle()
+        assert discovered(core) == 1
+
+    core.run(scenario())
+
+
 def test_a_delay_of_one_second_holds_a_birth_for_one_second() -> None:
     core = Core(counter_birth_delay="1s")
     core.poll()

@@ -20,6 +20,7 @@ from exporter.simulators.rezolve import RezolveSimulator
 from exporter.simulators.table import failure_entity, fresh_table
 from exporter.simulators.unstructured import SimJob as UnstructuredJob
 from exporter.simulators.unstructured import UnstructuredSimulator
+from exporter.sources import KINDS as SOURCE_KINDS
 from tests.conftest import (
     ROOT,
     TENANT_A,
@@ -34,22 +35,19 @@ from tests.conftest import (
     series_key,
     wait_for_port,
 )
+from tests.kinds import KINDS, running
 
 NOW = time.time()
 
 
 @pytest.fixture
 def simulators() -> Iterator[dict[str, Any]]:
-    started = {
-        "commvault": CommvaultSimulator().start(),
-        "unstructured": UnstructuredSimulator().start(),
-        "aep": AepSimulator().start(),
-    }
-    try:
+    with running() as started:
         yield started
-    finally:
-        for simulator in started.values():
-            simulator.stop()
+
+
+def test_every_http_kind_has_an_entry_in_the_registry_of_kinds() -> None:
+    assert {*KINDS, "azure_table"} == set(SOURCE_KINDS)
 
 
 def test_once_with_every_kind_prints_exactly_the_spec_series(
@@ -125,7 +123,7 @@ def test_once_with_every_kind_prints_exactly_the_spec_series(
     up = series(samples, "ingestion_source_up")
     assert up == {series_key(source=s): 1 for s in ("rezolve", "table", "commvault", "unstructured", "aep")}
     kinds = {dict(labels)["kind"] for labels in series(samples, "ingestion_source_info")}
-    assert kinds == {"rezolve", "azure_table", "commvault", "unstructured", "aep"}
+    assert kinds == set(SOURCE_KINDS)
     newest = series(samples, "ingestion_failed_files_newest_timestamp_seconds")
     assert newest[series_key(source="commvault", tenant="commvault", platform="windows_file_system")] == int(
         NOW - 3600

@@ -16,7 +16,6 @@ import asyncio
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.utils import formatdate
-from typing import Any
 
 import httpx
 import pytest
@@ -25,102 +24,13 @@ from exporter.config import build_settings
 from exporter.records import Reason
 from exporter.runtime import Exporter
 from exporter.serving.server import WebServer
-from exporter.simulators.aep import AepSimulator, SimBatch, validation_file
 from exporter.simulators.base import Simulator
-from exporter.simulators.commvault import CommvaultSimulator
-from exporter.simulators.commvault import SimJob as CommvaultJob
 from exporter.simulators.rezolve import RezolveSimulator
-from exporter.simulators.unstructured import SimJob as UnstructuredJob
-from exporter.simulators.unstructured import UnstructuredSimulator
-from tests.conftest import TENANT_A, parse_exposition, rezolve_file, series
+from tests.conftest import parse_exposition, series
+from tests.kinds import KINDS, Kind, rezolve_simulator
 
 START = 1_800_000_000.0
 STALE_AFTER = 60.0
-ONE_PLATFORM = [{"tenant_id": TENANT_A, "rezolve_domain": "acme.rezolve.ai", "platforms": ["sharepoint"]}]
-
-
-@dataclass(frozen=True)
-class Kind:
-    """How to run one HTTP kind's simulator with a given set of failed files."""
-
-    name: str
-    make: Callable[[], Simulator]
-    source: Callable[[Any], dict[str, Any]]
-    world: Callable[[Any, list[str]], None]  # make exactly these files the current failures
-    data_path: str  # the request that carries the failures, where the faults hit
-    logins: Callable[[Any], int]  # how many times the source authenticated (0: a static secret)
-
-
-def rezolve_simulator() -> RezolveSimulator:
-    sim = RezolveSimulator(token="matrix-token")
-    sim.add_tenant(TENANT_A, "acme.rezolve.ai")
-    return sim
-
-
-def rezolve_world(sim: RezolveSimulator, names: list[str]) -> None:
-    with sim.lock:
-        sim.files.clear()
-        for name in names:
-            sim.put(TENANT_A, "sharepoint", rezolve_file(name, "PARSE_ERROR", "unparseable", START - 60, 1))
-
-
-def commvault_world(sim: CommvaultSimulator, names: list[str]) -> None:
-    with sim.lock:
-        items = [(f"C:\\share\\{name}.docx", "Access is denied.") for name in names]
-        sim.jobs[7] = CommvaultJob(7, "Windows File System", "fs01", "default", START - 600, items)
-
-
-def unstructured_world(sim: UnstructuredSimulator, names: list[str]) -> None:
-    with sim.lock:
-        if not sim.workflows:
-            sim.add_workflow("kb", "s3")
-        workflow = next(iter(sim.workflows))
-        failed = [(f"docs/{name}.pdf", "PDF file is corrupted") for name in names]
-        sim.jobs["job-1"] = UnstructuredJob("job-1", workflow, "COMPLETED", START - 600, failed)
-
-
-def aep_world(sim: AepSimulator, names: list[str]) -> None:
-    files = {f"{name}.json": validation_file("is not a valid date-time") for name in names}
-    sim.add_batch(SimBatch("BATCH1", int((START - 600) * 1000), "failed", [], files))
-
-
-KINDS = {
-    kind.name: kind
-    for kind in (
-        Kind(
-            "rezolve",
-            rezolve_simulator,
-            lambda sim: {**sim.source_config("victim"), "tenants": ONE_PLATFORM},
-            rezolve_world,
-            "/failed-files$",
-            lambda sim: 0,
-        ),
-        Kind(
-            "commvault",
-            CommvaultSimulator,
-            lambda sim: sim.source_config("victim", lookback="1d"),
-            commvault_world,
-            "/FailedItems$",
-            lambda sim: sim.logins,
-        ),
-        Kind(
-            "unstructured",
-            UnstructuredSimulator,
-            lambda sim: sim.source_config("victim", lookback="1d"),
-            unstructured_world,
-            "/failed-files$",
-            lambda sim: 0,
-        ),
-        Kind(
-            "aep",
-            AepSimulator,
-            lambda sim: sim.source_config("victim", lookback="1d"),
-            aep_world,
-            "/failed$",
-            lambda sim: sim.tokens_issued,
-        ),
-    )
-}
 
 
 @dataclass(frozen=True)
@@ -183,7 +93,7 @@ FAULTS: dict[str, Fault] = {
 @pytest.fixture
 def bystander() -> Iterator[RezolveSimulator]:
     sim = rezolve_simulator().start()
-    rezolve_world(sim, ["x", "y", "z"])
+    KINDS["rezolve"].world(sim, ["x", "y", "z"], START - 60)
     try:
         yield sim
     finally:
@@ -239,15 +149,15 @@ async def scrape(client: httpx.AsyncClient, exporter: Exporter | None = None) ->
 @pytest.mark.parametrize("kind_name", list(KINDS))
 def test_fault_matrix(kind_name: str, fault_name: str, bystander: RezolveSimulator) -> None:
     kind, fault = KINDS[kind_name], FAULTS[fault_name]
-    sim = kind.make().start()
+    sim = kind.simulator().start()
     try:
-        kind.world(sim, ["a", "b"])
+        kind.world(sim, ["a", "b"], START - 600)
         document = {
             "poll_timeout": "2s",
             "stale_after": f"{STALE_AFTER:g}s",
             "sources": [
-                {**kind.source(sim), "timeout": "1s", "max_response_bytes": 1_000_000},
-                {**bystander.source_config("bystander"), "tenants": ONE_PLATFORM},
+                {**kind.source(sim, "victim"), "timeout": "1s", "max_response_bytes": 1_000_000},
+                KINDS["rezolve"].source(bystander, "bystander"),
             ],
         }
         clock = Clock()
@@ -267,7 +177,7 @@ async def story(exporter: Exporter, clock: Clock, kind: Kind, fault: Fault, sim:
         assert failed_files(baseline, "bystander") == 3
         logins = kind.logins(sim)
 
-        kind.world(sim, ["b", "c"])
+        kind.world(sim, ["b", "c"], START - 600)
         fault.apply(sim, kind.data_path)
         clock.now += 1
         polling = asyncio.create_task(exporter.poll_all())

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from exporter.config import ConfigError, build_settings
-from exporter.pipeline import persist
+from exporter.pipeline import lane, persist
 from tests.test_core import START, Core, record
 
 SP = "sharepoint"
@@ -285,6 +285,16 @@ def test_a_failed_write_is_counted_and_logged_polling_goes_on_and_the_next_write
     core.poll()
     assert state_writes(core) == (1, START + 180)
     assert (directory / "s.state").exists()
+
+
+def test_a_state_write_pauses_for_scrapes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pauses: list[int] = []
+    monkeypatch.setattr(lane, "pause_for_scrapes", lambda: pauses.append(1))
+    core = stateful(tmp_path)
+    core.source.records = [record(f"r{i}") for i in range(2 * persist.CHUNK)]
+    core.poll()
+    assert len(pauses) == 2  # one after each full chunk of records
+    assert (tmp_path / "s.state").exists()
 
 
 def test_a_full_disk_keeps_the_previous_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from exporter.records import Reason
 from exporter.simulators.unstructured import SimJob, UnstructuredSimulator
-from tests.conftest import failure_series, poll_holding_until_counted, run_polls, series_key
+from tests.conftest import failed_key, failure_series, poll_holding_until_counted, run_polls
 
 HOUR = 3600.0
 
@@ -41,10 +41,6 @@ def source(sim: UnstructuredSimulator, **extra: Any) -> dict[str, Any]:
     }
 
 
-def key(platform: str, error_type: str, retry: str) -> frozenset[tuple[str, str]]:
-    return series_key(source="un", tenant="acme", platform=platform, error_type=error_type, retry_count=retry)
-
-
 def job(
     sim: UnstructuredSimulator, workflow: str, status: str, age: float, failed: list[tuple[str, str]]
 ) -> SimJob:
@@ -63,8 +59,8 @@ def test_reads_failed_files_of_recent_finished_jobs_with_the_api_key(
     exporter = run_polls(source(unstructured, lookback="1d"))
     assert exporter.states["un"].up is True
     assert failure_series(exporter) == {
-        key("sharepoint", "PARSE_ERROR", "0"): 1,
-        key("sharepoint", "UNSUPPORTED_FORMAT", "0"): 1,
+        failed_key("un", "acme", "sharepoint", "PARSE_ERROR", "0"): 1,
+        failed_key("un", "acme", "sharepoint", "UNSUPPORTED_FORMAT", "0"): 1,
     }
     assert all(r.headers["unstructured-api-key"] == "k-123" for r in unstructured.requests)
 
@@ -93,8 +89,8 @@ def test_a_document_listed_by_several_jobs_of_a_workflow_has_derived_retries(
     job(unstructured, wf2, "COMPLETED", HOUR, [("a.pdf", "OCR failed: blank page")])  # other workflow
     exporter = run_polls(source(unstructured))
     assert failure_series(exporter) == {
-        key("confluence", "OCR_FAILED", "2"): 1,
-        key("confluence", "OCR_FAILED", "0"): 1,
+        failed_key("un", "acme", "confluence", "OCR_FAILED", "2"): 1,
+        failed_key("un", "acme", "confluence", "OCR_FAILED", "0"): 1,
     }
 
 
@@ -107,8 +103,8 @@ def test_platform_is_the_source_connector_type_cached_else_unstructured(
     job(unstructured, bare, "COMPLETED", HOUR, [("b", "timed out")])
     exporter = run_polls(source(unstructured), lambda: None)
     assert failure_series(exporter) == {
-        key("google_drive", "TIMEOUT", "0"): 1,
-        key("unstructured", "TIMEOUT", "0"): 1,
+        failed_key("un", "acme", "google_drive", "TIMEOUT", "0"): 1,
+        failed_key("un", "acme", "unstructured", "TIMEOUT", "0"): 1,
     }
     assert len(unstructured.calls(f"/workflows/{wf}$")) == 1  # cached across polls
     assert len(unstructured.calls("/sources/")) == 1

@@ -73,7 +73,7 @@ class Lane:
         owns_tenant: Callable[[str], bool],
         publish: Callable[[], None],
         clock: Callable[[], float] = time.time,
-        birth_delay: float = 0.0,
+        birth_delay: float,
         store: StateStore | None = None,
     ) -> None:
         self.settings = settings

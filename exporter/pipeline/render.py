@@ -243,11 +243,10 @@ def _in_order(items: Mapping[K, V], pause: Callable[[], None] | None) -> Iterato
 
 
 def lane_families(
-    state: SourceState, pause: Callable[[], None] | None = None, now: float | None = None
+    state: SourceState, now: float, pause: Callable[[], None] | None = None
 ) -> Iterator[Metric]:
     """One source's samples of every lane family, its counters as they are shown at ``now``."""
     name = state.name
-    now = time.time() if now is None else now
     families = {f.name: f.empty() for f in LANE_FAMILIES}
     discovered, resolved = families[DISCOVERED.name], families[RESOLVED.name]
     for triple, value in _in_order(state.discovered, pause):
@@ -282,10 +281,10 @@ def lane_families(
     return iter(families.values())
 
 
-def render_lane(state: SourceState, now: float | None = None) -> Blocks:
+def render_lane(state: SourceState, now: float) -> Blocks:
     """A lane's blocks: done when its poll ends (and when a held increment is due), in a worker
     thread, touching no other lane."""
-    return render_blocks(lane_families(state, pause_for_scrapes, now), pause_for_scrapes)
+    return render_blocks(lane_families(state, now, pause_for_scrapes), pause_for_scrapes)
 
 
 @dataclass(frozen=True, slots=True)
