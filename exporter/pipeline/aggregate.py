@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from exporter.pipeline.classify import Classifier
-from exporter.pipeline.result import Detail, Entry, Key, LabelKey, PollResult, build
+from exporter.pipeline.result import Detail, Entry, Key, LabelKey, PollResult, build, times_by_place
 from exporter.records import FailureRecord, PollError
 
 
@@ -199,21 +199,12 @@ class PollAggregator:
 
     def _by_place(self) -> tuple[dict[tuple[str, str], float], dict[tuple[str, str], float]]:
         """The oldest and newest failed_at of each (tenant, platform), from the label sets'."""
-        oldest: dict[tuple[str, str], float] = {}
-        newest: dict[tuple[str, str], float] = {}
         if self._stale:
             self._recompute_stale()
-        for labels, _, low, high in self._slots.values():
-            if low is None:  # and so is high: no record of the label set had a time
-                continue
-            pair = labels[:2]
-            known = oldest.get(pair)
-            if known is None or low < known:
-                oldest[pair] = low
-            known = newest.get(pair)
-            if known is None or high > known:
-                newest[pair] = high
-        return oldest, newest
+        # A label set without a low has no high either: none of its records had a time.
+        return times_by_place(
+            (labels, low, high) for labels, _, low, high in self._slots.values() if low is not None
+        )
 
     def _recompute_stale(self) -> None:
         """The oldest and newest time of each stale label set, from its entries: one pass."""

@@ -31,7 +31,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from exporter.pipeline.render import StateWrites
-from exporter.pipeline.result import Detail, Entry, Key, LabelKey, PollResult, build
+from exporter.pipeline.result import Detail, Entry, Key, LabelKey, PollResult, build, times_by_place
 from exporter.pipeline.state import Held, SourceState
 
 log = logging.getLogger(__name__)
@@ -247,18 +247,11 @@ def _result(header: Header, entries: dict[Key, Entry], details: dict[Key, Detail
     """The result as its poll left it; its counts and times follow from its records. Read again
     from the start at the next poll (no watermark): what changed meanwhile is not known."""
     counts = Counter(map(attrgetter("labels"), entries.values()))
-    oldest: dict[tuple[str, str], float] = {}
-    newest: dict[tuple[str, str], float] = {}
-    for entry in entries.values():
-        failed_at = entry.failed_at
-        if failed_at is not None:
-            pair = entry.labels[:2]
-            low = oldest.get(pair)
-            if low is None or failed_at < low:
-                oldest[pair] = failed_at
-            high = newest.get(pair)
-            if high is None or failed_at > high:
-                newest[pair] = failed_at
+    oldest, newest = times_by_place(
+        (labels, failed_at, failed_at)
+        for labels, failed_at, _, _ in entries.values()
+        if failed_at is not None
+    )
     return PollResult(
         entries=entries,
         counts=dict(counts),

@@ -7,7 +7,7 @@ where a record is built once per record (``build``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -66,6 +66,27 @@ class Detail(NamedTuple):
         name = "" if self.under_folder else self.name
         end = SEARCH_SEPARATOR
         return f"{name}{end}{self.location}{end}{self.message}{end}".casefold()
+
+
+Place = tuple[str, str]  # (tenant, platform)
+
+
+def times_by_place(
+    spans: Iterable[tuple[LabelKey, float, float]],
+) -> tuple[dict[Place, float], dict[Place, float]]:
+    """The oldest and newest ``failed_at`` of each (tenant, platform), from the (labels, oldest,
+    newest) of its label sets or of its records."""
+    oldest: dict[Place, float] = {}
+    newest: dict[Place, float] = {}
+    for labels, low, high in spans:
+        place = labels[:2]
+        known = oldest.get(place)
+        if known is None or low < known:
+            oldest[place] = low
+        known = newest.get(place)
+        if known is None or high > known:
+            newest[place] = high
+    return oldest, newest
 
 
 FailureOrder = tuple[bool, float, str]
