@@ -16,6 +16,7 @@ import pytest
 
 from exporter.config import ConfigError, build_settings
 from exporter.pipeline import lane, persist
+from exporter.records import PollError, Reason
 from tests.test_core import START, Core, record
 
 SP = "sharepoint"
@@ -73,6 +74,18 @@ def test_a_restart_resumes_counters_records_and_first_seen(tmp_path: Path) -> No
     core.poll()
     assert (discovered(core), resolved(core)) == (3, 2)
     assert first_seen(core) == {"b": START + 60, "d": START + 60, "e": START + 60}
+
+
+def test_records_carried_over_from_a_failed_part_are_resumed_too(tmp_path: Path) -> None:
+    core = stateful(tmp_path)
+    core.source.records = [record("a"), record("b", platform="servicenow")]
+    core.poll()
+    # The servicenow part fails: b is carried over from the previous poll, and written so.
+    core.source.failed_parts = {"t1/servicenow": PollError(Reason.HTTP_ERROR, "HTTP 500")}
+    core.poll()
+    close(core)
+    again = stateful(tmp_path)
+    assert sorted(first_seen(again)) == ["a", "b"]
 
 
 def test_without_a_state_dir_a_restart_is_a_new_baseline(tmp_path: Path) -> None:
