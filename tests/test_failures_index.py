@@ -111,3 +111,23 @@ def test_the_index_answers_what_a_scan_of_every_record_would(
     assert (page.total, [(row.source, row.detail.id) for row in page.rows]) == reference(lanes, query)
     for row in page.rows:  # and every location reads back as it was given
         assert row.as_dict()["location"].endswith(row.detail.name)
+
+
+def test_a_name_is_searched_also_where_the_location_does_not_hold_it_and_nothing_else_is() -> None:
+    aggregator = PollAggregator(
+        classifier=Classifier(),
+        retry_count_cap=5,
+        max_series=10,
+        owns_tenant=lambda _: True,
+        deadline=float("inf"),
+        details=DetailLimits(10, 512),
+    )
+    aggregator.add(
+        FailureRecord("t1", "web", ("t1", "a"), "m", name="a.pdf", location="https://x.example/a.pdf")
+    )
+    aggregator.add(FailureRecord("t1", "web", ("t1", "b"), "m", name="report.pdf", location="elsewhere"))
+    index = LaneIndex("s1", aggregator.finish(None))
+    assert [index.details[p].id for p in index.containing("report")] == ["t1/b"]
+    assert [index.details[p].id for p in index.containing("a.pdf")] == ["t1/a"]
+    # Only the record's own texts are searched: no placeholder of an empty part, no separator.
+    assert index.containing("none") == index.containing("xxxx") == []
