@@ -124,8 +124,30 @@ class PollAggregator:
             self._retry_labels[retry] if 0 <= retry < self._cap else retry_label(retry, self._cap),
         )
         identity = record.identity if self._keep_identities else ()
-        if self._place(key, labels, record.failed_at, record.scope, identity) and self._limits is not None:
-            self._keep_detail(key, record, self._limits)
+        if not self._place(key, labels, record.failed_at, record.scope, identity):
+            return
+        limits = self._limits
+        if limits is None:
+            return
+        details = self._details
+        if len(details) >= limits.max_records and key not in details:
+            self._details_truncated = True
+            return
+        # What a person reads of it (see ``Detail``), each repeated text kept once.
+        shared = self._shared
+        message = record.message[: limits.message_max_chars]
+        message = shared.setdefault(message, message)
+        name, location = record.name, record.location
+        folder = bool(name) and location.endswith(name)
+        if folder:
+            location = location[: -len(name)]
+            location = shared.setdefault(location, location)
+        earlier = self._earlier.get(key)
+        first_seen = earlier.first_seen if earlier is not None else self._seen_at
+        joined = "/".join(record.identity)
+        details[key] = build(
+            Detail, (joined, name, location, message, record.retry_count, first_seen, folder)
+        )
 
     def revise(self, record: FailureRecord) -> None:
         """A record already added is now as ``record`` says (a later run failed it again): it is
@@ -151,24 +173,6 @@ class PollAggregator:
             self._stale.discard(labels)
         elif failed_at is not None and failed_at in (slot[2], slot[3]):
             self._stale.add(labels)
-
-    def _keep_detail(self, key: Key, record: FailureRecord, limits: DetailLimits) -> None:
-        if len(self._details) >= limits.max_records and key not in self._details:
-            self._details_truncated = True
-            return
-        shared = self._shared
-        message = record.message[: limits.message_max_chars]
-        message = shared.setdefault(message, message)
-        name, location = record.name, record.location
-        folder = bool(name) and location.endswith(name)
-        if folder:
-            location = location[: -len(name)]
-            location = shared.setdefault(location, location)
-        earlier = self._earlier.get(key)
-        first_seen = earlier.first_seen if earlier is not None else self._seen_at
-        joined = "/".join(record.identity)
-        detail = (joined, name, location, message, record.retry_count, first_seen, folder)
-        self._details[key] = build(Detail, detail)
 
     def changed_at(self, moment: float) -> None:
         if self._watermark is None or moment > self._watermark:
@@ -201,10 +205,7 @@ class PollAggregator:
         """The oldest and newest failed_at of each (tenant, platform), from the label sets'."""
         if self._stale:
             self._recompute_stale()
-        # A label set without a low has no high either: none of its records had a time.
-        return times_by_place(
-            (labels, low, high) for labels, _, low, high in self._slots.values() if low is not None
-        )
+        return times_by_place(self._slots.values())
 
     def _recompute_stale(self) -> None:
         """The oldest and newest time of each stale label set, from its entries: one pass."""

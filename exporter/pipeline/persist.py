@@ -247,11 +247,7 @@ def _result(header: Header, entries: dict[Key, Entry], details: dict[Key, Detail
     """The result as its poll left it; its counts and times follow from its records. Read again
     from the start at the next poll (no watermark): what changed meanwhile is not known."""
     counts = Counter(map(attrgetter("labels"), entries.values()))
-    oldest, newest = times_by_place(
-        (labels, failed_at, failed_at)
-        for labels, failed_at, _, _ in entries.values()
-        if failed_at is not None
-    )
+    oldest, newest = times_by_place((e.labels, 1, e.failed_at, e.failed_at) for e in entries.values())
     return PollResult(
         entries=entries,
         counts=dict(counts),

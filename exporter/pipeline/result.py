@@ -7,9 +7,9 @@ where a record is built once per record (``build``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 # (tenant, platform, error_type, retry_count label)
 LabelKey = tuple[str, str, str, str]
@@ -72,13 +72,16 @@ Place = tuple[str, str]  # (tenant, platform)
 
 
 def times_by_place(
-    spans: Iterable[tuple[LabelKey, float, float]],
+    spans: Iterable[Sequence[Any]],
 ) -> tuple[dict[Place, float], dict[Place, float]]:
-    """The oldest and newest ``failed_at`` of each (tenant, platform), from the (labels, oldest,
-    newest) of its label sets or of its records."""
+    """The oldest and newest ``failed_at`` of each (tenant, platform), from the (labels, count,
+    oldest, newest) of its label sets (the aggregator's slots, as they are) or of its records.
+    Without an oldest there is no newest either: none of the records had a time."""
     oldest: dict[Place, float] = {}
     newest: dict[Place, float] = {}
-    for labels, low, high in spans:
+    for labels, _, low, high in spans:
+        if low is None:
+            continue
         place = labels[:2]
         known = oldest.get(place)
         if known is None or low < known:
