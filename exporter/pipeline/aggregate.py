@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from exporter.pipeline.classify import Classifier
-from exporter.pipeline.result import Detail, Entry, Key, LabelKey, PollResult, build, times_by_place
+from exporter.pipeline.result import Detail, Entry, Key, LabelKey, Place, PollResult, build, times_by_place
 from exporter.records import FailureRecord, PollError
 
 
@@ -201,7 +201,7 @@ class PollAggregator:
                 slot[3] = failed_at
         return True
 
-    def _by_place(self) -> tuple[dict[tuple[str, str], float], dict[tuple[str, str], float]]:
+    def _by_place(self) -> tuple[dict[Place, float], dict[Place, float]]:
         """The oldest and newest failed_at of each (tenant, platform), from the label sets'."""
         if self._stale:
             self._recompute_stale()

@@ -108,8 +108,8 @@ class PollResult:
 
     entries: Mapping[Key, Entry]
     counts: Mapping[LabelKey, int]
-    oldest: Mapping[tuple[str, str], float]
-    newest: Mapping[tuple[str, str], float]
+    oldest: Mapping[Place, float]
+    newest: Mapping[Place, float]
     scanned: int
     dropped: int
     details: Mapping[Key, Detail] = field(default_factory=dict)

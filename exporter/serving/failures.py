@@ -18,8 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from exporter.pipeline.result import SEARCH_SEPARATOR as SEPARATOR
-from exporter.pipeline.result import Detail, Entry, PollResult, failures_order
+from exporter.pipeline.result import SEARCH_SEPARATOR, Detail, Entry, PollResult, failures_order
 from exporter.pipeline.state import SourceState
 
 FIELDS = (
@@ -192,7 +191,7 @@ class LaneIndex:
                 narrowed.append(lists[0] if len(lists) == 1 else sorted(itertools.chain(*lists)))
         needle = query.q.casefold()
         # A needle holding the separator could match across two fields: it is checked one by one.
-        by_text = bool(needle) and SEPARATOR not in needle
+        by_text = bool(needle) and SEARCH_SEPARATOR not in needle
         with_text = self.containing(needle) if by_text else []
         if by_text:
             narrowed.append(with_text)
