@@ -106,7 +106,7 @@ def scan(result: PollResult, query: Query) -> tuple[int, list[Row]]:
             needle in text.casefold() for text in (detail.name, detail.location, detail.message)
         ):
             continue
-        found.append(Row("bench", entry, detail))
+        found.append(Row("bench", entry, detail, result.rows.get(key)))
     found.sort(key=lambda row: failures_order(row.entry, row.detail))
     return len(found), found[query.offset : query.offset + query.limit]
 

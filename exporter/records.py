@@ -77,3 +77,6 @@ class FailureRecord(NamedTuple):
     scope: str = ""
     name: str = ""
     location: str = ""
+    # How many rows (records inside a file or batch) it stands for, where the platform says so
+    # (AEP); summed into ``ingestion_failed_rows``.
+    rows: int | None = None

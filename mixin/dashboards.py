@@ -104,11 +104,14 @@ def panel(
     options: dict[str, Any] | None = None,
     links: list[dict[str, Any]] | None = None,
     thresholds: list[tuple[float | None, str]] | None = None,
+    no_value: str | None = None,
 ) -> Panel:
     steps = [{"value": v, "color": c} for v, c in (thresholds or [(None, "green")])]
     defaults: dict[str, Any] = {"unit": unit, "thresholds": {"mode": "absolute", "steps": steps}}
     if links:
         defaults["links"] = links
+    if no_value is not None:
+        defaults["noValue"] = no_value  # what the panel says instead of an empty graph
     return {
         "type": kind,
         "title": title,
@@ -324,6 +327,48 @@ def overview(config: Config) -> dict[str, Any]:
                     )
                 ],
                 links=[failures_link("Failed files of this type", error_type="${__field.labels.error_type}")],
+            ),
+            12,
+            8,
+        ),
+        grid.place(
+            timeseries(
+                "Failed rows by error type",
+                "Rows (records inside files or batches) that the current failures stand for, where "
+                "the platform reports them: AEP's partially ingested and failed batches. Empty for "
+                "sources of other kinds, which report files only.",
+                [
+                    target(
+                        f"sum by (error_type) ({once(f'ingestion_failed_rows{{{FILES}}}')})",
+                        "{{error_type}}",
+                    )
+                ],
+                links=[failures_link("Failed files of this type", error_type="${__field.labels.error_type}")],
+                no_value="No source of these reports failed rows (only AEP does)",
+            ),
+            12,
+            8,
+        ),
+        grid.place(
+            timeseries(
+                "Failed rows and records by source",
+                "For each source that reports rows: the rows its current failures stand for, beside "
+                "its failure records (files, batches and error codes). Many rows behind few records "
+                "is partial ingestion skipping bad rows.",
+                [
+                    target(
+                        f"sum by (source) ({once(f'ingestion_failed_rows{{{FILES}}}')})",
+                        "{{source}} rows",
+                        "A",
+                    ),
+                    target(
+                        f"sum by (source) ({once(f'ingestion_failed_files{{{FILES}}}')})"
+                        f" and on (source) sum by (source) ({once(f'ingestion_failed_rows{{{FILES}}}')})",
+                        "{{source}} records",
+                        "B",
+                    ),
+                ],
+                no_value="No source of these reports failed rows (only AEP does)",
             ),
             12,
             8,
@@ -718,7 +763,7 @@ def failed_files_table() -> Panel:
                         "type": "timestamp_epoch_s"
                         if name == "failed_at"
                         else "number"
-                        if name == "retry_count"
+                        if name in ("retry_count", "rows")
                         else "string",
                     }
                     for name, title in columns

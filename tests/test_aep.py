@@ -105,11 +105,11 @@ def test_catalog_discovery_pages_and_filters_to_failed_batches_in_the_lookback(a
     batch(aep, "OK", {}, status="success")
     exporter = run_polls(oauth(aep, page_size=2, lookback="1d"))
     assert sum(failure_series(exporter).values()) == 5
-    listings = aep.calls("/catalog/batches$")
+    listings = [r for r in aep.calls("/catalog/batches$") if r.arg("status") == "failed,failure"]
     assert [r.arg("start") for r in listings] == ["0", "2", "4"]
     first = listings[0]
-    assert first.arg("status") == "failed,failure" and first.arg("limit") == "2"
-    assert first.arg("properties") == "status,created,errors"
+    assert first.arg("limit") == "2" and first.arg("orderBy") == "desc:created"
+    assert first.arg("properties") == "status,created,errors,metrics,failedRecordCount"
     assert abs(int(first.arg("createdAfter") or 0) / 1000 - (time.time() - 86400)) < 60
 
 
@@ -301,7 +301,8 @@ def test_a_batch_that_left_the_catalog_is_resolved_whatever_its_early_listing_sa
 
     def b2_deleted_and_b3_retried() -> None:
         del aep.batches["B2"]  # its early listing is answered 404
-        aep.batches["B3"].status = "success"  # its early listing still lists the file
+        # Retried with success (no row failed); its early listing still lists the file.
+        aep.batches["B3"].status, aep.batches["B3"].failed_rows = "success", 0
 
     exporter = run_polls(oauth(aep), b2_deleted_and_b3_retried)
     state = exporter.states["aep"]

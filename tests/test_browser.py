@@ -13,6 +13,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
+from exporter.simulators.aep import AepSimulator, SimBatch, validation_file
 from exporter.simulators.rezolve import RezolveFile, RezolveSimulator
 from tests.conftest import ROOT, TENANT_A, TENANT_B, Served, eventually, rezolve_source
 
@@ -91,3 +92,36 @@ def test_filter_by_tenant_follow_a_page_link_and_show_a_script_name_as_text(
     page.screenshot(path=str(ARTIFACTS / "failures-page.png"), full_page=True)
     assert (ARTIFACTS / "failures-page.png").stat().st_size > 10_000
     page.close()
+
+
+def test_failed_rows_are_a_column_a_click_sorts(browser: Browser, serve: Any) -> None:
+    aep = AepSimulator().start()
+    try:
+        created = int((time.time() - 600) * 1000)
+        for n, rows in enumerate((40, 3, 250)):
+            error = {"code": f"INGEST-{1550 + n}-400", "description": "Required field 'x' is missing"}
+            aep.add_batch(
+                SimBatch(
+                    f"P{n}", created - n * 1000, "success", [{**error, "recordCount": rows}], failed_rows=rows
+                )
+            )
+        aep.add_batch(
+            SimBatch("F", created, "failed", [], {"part-0.json": validation_file("malformed JSON")})
+        )
+        running: Served = serve({"poll_interval": "1h", "sources": [aep.source_config("aep")]})
+        eventually(lambda: httpx.get(f"{running.url}/readyz").status_code == 200)
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page.goto(f"{running.url}/failures?format=html")
+        cells = page.locator("#records td.rows")
+        assert cells.count() == 4
+        header = page.locator("#records th[data-sort=rows]")
+        header.click()
+        assert cells.all_inner_texts() == ["250", "40", "3", ""]  # largest first, none last
+        assert header.get_attribute("aria-sort") == "descending"
+        header.click()
+        assert cells.all_inner_texts() == ["3", "40", "250", ""]
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "failures-rows.png"), full_page=True)
+        page.close()
+    finally:
+        aep.stop()

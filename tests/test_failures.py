@@ -80,6 +80,7 @@ def test_every_record_newest_first_with_the_fields_of_the_spec(served: Served) -
         "message": "Insufficient permissions",
         "failed_at": pytest.approx(int(NOW - 120), abs=1),
         "first_seen": first["first_seen"],
+        "rows": None,
     }
     assert NOW - 60 < first["first_seen"] <= time.time()
 

@@ -362,3 +362,42 @@ def test_a_changed_secret_is_changed_settings_and_the_state_is_not_resumed(tmp_p
     core.poll()
     assert stateful(tmp_path, source={"token": "old-token-value"}).exporter.states["s"].result is not None
     assert stateful(tmp_path, source={"token": "new-token-value"}).exporter.states["s"].result is None
+
+
+def test_row_counts_survive_a_restart(tmp_path: Path) -> None:
+    core = stateful(tmp_path)
+    core.source.records = [record("a")._replace(rows=5), record("b")._replace(rows=7), record("c")]
+    core.poll()
+    assert shown(core, "ingestion_failed_rows", error_type="PARSE_ERROR") == 12
+    close(core)
+    again = stateful(tmp_path)
+    result = again.exporter.states["s"].result
+    assert result is not None
+    assert sorted(result.rows.values()) == [5, 7]  # c has none, and none is made up for it
+    assert shown(again, "ingestion_failed_rows", error_type="PARSE_ERROR") == 12
+
+
+def test_a_state_written_before_row_counts_is_still_resumed(tmp_path: Path) -> None:
+    counted_before_a_stop(tmp_path)
+    path = tmp_path / "s.state"
+    lines = path.read_bytes().split(b"\n")
+    header = json.loads(lines[0])
+    assert header["version"] == persist.VERSION == 2
+    header["version"] = 1  # what the exporter wrote before: the same, without row counts
+    path.write_bytes(b"\n".join([json.dumps(header).encode(), *lines[1:]]))
+    again = stateful(tmp_path)
+    assert (discovered(again), resolved(again)) == (1, 1)
+    assert sorted(first_seen(again)) == ["b", "c"]
+
+
+def test_a_damaged_row_count_is_a_corrupt_state(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    core = stateful(tmp_path)
+    core.source.records = [record("a")._replace(rows=5)]
+    core.poll()
+    close(core)
+    path = tmp_path / "s.state"
+    path.write_bytes(path.read_bytes().replace(b"false], 5]]", b'false], "5"]]'))
+    with caplog.at_level(logging.WARNING):
+        again = stateful(tmp_path)
+    assert again.exporter.states["s"].result is None
+    assert "corrupt records (a row count of '5')" in caplog.text

@@ -9,6 +9,7 @@ vendor does not document, so the simulators cannot drift into inventing a schema
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -149,7 +150,7 @@ class AepMetrics(Vendor):
     inputFileCount: int
     inputRecordCount: int
     outputRecordCount: int
-    failedRecordCount: int
+    failedRecordCount: int | None = None  # where error diagnostics put it; else at the top level
 
 
 class AepBatchError(Vendor):
@@ -178,12 +179,32 @@ class AepBatch(Vendor):
     createdClient: str
     createdUser: str
     version: str
+    failedRecordCount: int | None = None  # catalog.yaml's top-level field
+
+    @property
+    def failed_rows(self) -> int | None:
+        return (
+            self.metrics.failedRecordCount
+            if self.metrics.failedRecordCount is not None
+            else (self.failedRecordCount)
+        )
 
 
 def test_aep_batches_carry_the_documented_fields_and_properties_cut_them() -> None:
     sim = AepSimulator().start()
     try:
         aep_sim.seed_demo(sim, random.Random(5))
+        # The shapes partial ingestion leaves: the count at the top level, an error without one.
+        sim.add_batch(
+            aep_sim.SimBatch(
+                "01TOPLEVELCOUNT",
+                int(time.time() * 1000),
+                "success",
+                [{"code": "INGEST-1212-400", "description": "Required field 'identityMap' is missing"}],
+                failed_rows=7,
+                count_at_top=True,
+            )
+        )
         token = httpx.post(
             f"{sim.url}/ims/token/v3",
             data={
@@ -199,9 +220,15 @@ def test_aep_batches_carry_the_documented_fields_and_properties_cut_them() -> No
             "x-sandbox-name": sim.sandbox,
         }
         batches = httpx.get(f"{sim.url}{CATALOG}/batches", headers=headers).json()
-        assert len(batches) == 4
-        for batch_id, batch in batches.items():
-            assert AepBatch.model_validate(batch).id == batch_id  # keyed by id, as Catalog answers
+        assert len(batches) == 8  # the demo's 4 failed and 3 partially ingested, and the one above
+        parsed = {batch_id: AepBatch.model_validate(batch) for batch_id, batch in batches.items()}
+        assert all(batch.id == batch_id for batch_id, batch in parsed.items())  # keyed by id
+        partial = {i: b for i, b in parsed.items() if b.status == "success"}
+        assert len(partial) == 4 and all((b.failed_rows or 0) > 0 and b.errors for b in partial.values())
+        assert parsed["01TOPLEVELCOUNT"].failedRecordCount == 7
+        assert parsed["01TOPLEVELCOUNT"].metrics.failedRecordCount is None
+        assert any(e.recordCount is None for b in partial.values() for e in b.errors)
+        assert any(e.recordCount is not None for b in partial.values() for e in b.errors)
         cut = httpx.get(
             f"{sim.url}{CATALOG}/batches", params={"properties": "status,created"}, headers=headers
         ).json()

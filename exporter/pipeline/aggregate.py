@@ -7,7 +7,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from exporter.pipeline.classify import Classifier
-from exporter.pipeline.result import Detail, Entry, Key, LabelKey, Place, PollResult, build, times_by_place
+from exporter.pipeline.result import (
+    Detail,
+    Entry,
+    Key,
+    LabelKey,
+    Place,
+    PollResult,
+    build,
+    rows_by_labels,
+    times_by_place,
+)
 from exporter.records import FailureRecord, PollError
 
 
@@ -80,7 +90,10 @@ class PollAggregator:
         self._safe: dict[str, str] = {}
         self._owned: dict[str, bool] = {}
         self._retry_labels = [retry_label(n, retry_count_cap) for n in range(max(retry_count_cap, 0) + 1)]
+        self._rows: dict[Key, int] = {}
         self.failures: dict[str, PollError] = {}
+        # What a source says of its poll for people, each once (SPEC section 8, AEP's fallback).
+        self.warnings: list[str] = []
         self._limits = details
         self._earlier: Mapping[Key, Detail] = earlier or {}
         self._seen_at = seen_at
@@ -126,6 +139,8 @@ class PollAggregator:
         identity = record.identity if self._keep_identities else ()
         if not self._place(key, labels, record.failed_at, record.scope, identity):
             return
+        if record.rows is not None:
+            self._rows[key] = record.rows
         limits = self._limits
         if limits is None:
             return
@@ -156,6 +171,7 @@ class PollAggregator:
         earlier = self._entries.pop(key, None)
         if earlier is not None:
             self._take_back(earlier)
+        self._rows.pop(key, None)
         self._scanned -= 1  # ``add`` counts it scanned again
         self.add(record)
         if key not in self._entries:  # beyond the series cap now: no detail either
@@ -181,6 +197,10 @@ class PollAggregator:
     def fail(self, scope: str, error: PollError) -> None:
         """One part of the poll failed; its previous records are kept (SPEC section 4)."""
         self.failures.setdefault(scope, error)
+
+    def warn(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
 
     def _place(
         self, key: Key, labels: LabelKey, failed_at: float | None, scope: str, identity: tuple[str, ...]
@@ -233,6 +253,9 @@ class PollAggregator:
             for key, (labels, failed_at, scope, identity) in previous.entries.items():
                 if (incremental or scope in self.failures) and key not in self._entries:
                     placed = self._place(key, labels, failed_at, scope, identity)
+                    rows = previous.rows.get(key)
+                    if placed and rows is not None:
+                        self._rows[key] = rows
                     detail = previous.details.get(key)
                     if placed and detail is not None and self._limits is not None:
                         if len(self._details) < self._limits.max_records:
@@ -252,4 +275,6 @@ class PollAggregator:
             details_truncated=self._details_truncated,
             watermark=watermark,
             since_full_read=previous.since_full_read + 1 if incremental and previous is not None else 0,
+            rows=self._rows,
+            failed_rows=rows_by_labels(self._entries, self._rows),
         )

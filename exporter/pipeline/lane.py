@@ -220,11 +220,17 @@ class Lane:
         async with self._state_lock:
             if error is None:
                 self.state.record_result(
-                    aggregator.finish(self.state.result), aggregator.failures, started, ended
+                    aggregator.finish(self.state.result),
+                    aggregator.failures,
+                    started,
+                    ended,
+                    tuple(aggregator.warnings),
                 )
                 self._unsaved = True
                 for scope, part_error in aggregator.failures.items():
                     log.warning("source %s: part %s failed: %s", name, scope, part_error)
+                for warning in aggregator.warnings:
+                    log.warning("source %s: %s", name, warning)
             else:
                 self.state.record_failure(error, started, ended)
                 log.warning("source %s: poll failed: %s", name, error)

@@ -52,6 +52,13 @@ FAILED = Family(
     "Failure records in the source's latest successful poll.",
     ("source", "tenant", "platform", "error_type", "retry_count"),
 )
+FAILED_ROWS = Family(
+    GaugeMetricFamily,
+    "ingestion_failed_rows",
+    "Rows (records inside files or batches) the current failure records stand for, where the "
+    "platform reports it.",
+    ("source", "tenant", "platform", "error_type"),
+)
 DISCOVERED = Family(
     CounterMetricFamily,
     "ingestion_failed_files_discovered",
@@ -136,6 +143,7 @@ STATE_WRITE_ERRORS = Family(
 # The exposition's order: every lane's families, then the exporter's own.
 LANE_FAMILIES: tuple[Family, ...] = (
     FAILED,
+    FAILED_ROWS,
     DISCOVERED,
     RESOLVED,
     OLDEST,
@@ -151,8 +159,9 @@ LANE_FAMILIES: tuple[Family, ...] = (
 )
 EXPORTER_FAMILIES: tuple[Family, ...] = (BUILD, RELOAD_OK, RELOAD_AT, STATE_WRITTEN, STATE_WRITE_ERRORS)
 FAMILIES = LANE_FAMILIES + EXPORTER_FAMILIES
-# Families of a feature that is off unless configured (state_dir): left out entirely when off.
-OPTIONAL_FAMILIES = frozenset({STATE_WRITTEN, STATE_WRITE_ERRORS})
+# Families that only some setups have samples of (state_dir; a platform that reports rows): left
+# out entirely, headers too, where none has.
+OPTIONAL_FAMILIES = frozenset({FAILED_ROWS, STATE_WRITTEN, STATE_WRITE_ERRORS})
 
 # One lane's (or the exporter's) sample lines, per family name; absent families have none.
 Blocks = Mapping[str, bytes]
@@ -257,6 +266,8 @@ def lane_families(
     if result is not None and not state.stale:
         for labels, count in _in_order(result.counts, pause):
             families[FAILED.name].add_metric([name, *labels], count)
+        for triple, rows in _in_order(result.failed_rows, pause):
+            families[FAILED_ROWS.name].add_metric([name, *triple], rows)
         for pair, ts in _in_order(result.oldest, pause):
             families[OLDEST.name].add_metric([name, *pair], ts)
         for pair, ts in _in_order(result.newest, pause):

@@ -69,6 +69,16 @@ class Detail(NamedTuple):
 
 
 Place = tuple[str, str]  # (tenant, platform)
+RowsKey = tuple[str, str, str]  # (tenant, platform, error_type): ``ingestion_failed_rows``'s labels
+
+
+def rows_by_labels(entries: Mapping[Key, Entry], rows: Mapping[Key, int]) -> dict[RowsKey, int]:
+    """The rows of the records that have a row count, summed per (tenant, platform, error_type)."""
+    summed: dict[RowsKey, int] = {}
+    for key, count in rows.items():
+        labels = entries[key].labels[:3]
+        summed[labels] = summed.get(labels, 0) + count
+    return summed
 
 
 def times_by_place(
@@ -114,6 +124,10 @@ class PollResult:
     dropped: int
     details: Mapping[Key, Detail] = field(default_factory=dict)
     details_truncated: bool = False
+    # The row counts of the records that have one (SPEC section 8: AEP), by key; few sources
+    # have them, so they are kept beside the entries rather than in each of them.
+    rows: Mapping[Key, int] = field(default_factory=dict)
+    failed_rows: Mapping[RowsKey, int] = field(default_factory=dict)
     # For incremental sources: the latest change seen (the platform's clock), and how many
     # incremental polls were merged into this result since its last full read.
     watermark: float | None = None

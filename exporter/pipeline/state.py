@@ -43,6 +43,8 @@ class SourceState:
     last_poll_end: float | None = None
     last_success: float | None = None
     last_error: PollError | None = None
+    # What the latest poll warned of without failing (SPEC section 8: AEP's fallback).
+    warnings: tuple[str, ...] = ()
     discovered: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     resolved: Counter[tuple[str, str]] = field(default_factory=Counter)
     errors: dict[Reason, int] = field(default_factory=lambda: dict.fromkeys(Reason, 0))
@@ -55,11 +57,17 @@ class SourceState:
     held: Held = field(default_factory=dict)
 
     def record_result(
-        self, result: PollResult, failures: dict[str, PollError], started: float, ended: float
+        self,
+        result: PollResult,
+        failures: dict[str, PollError],
+        started: float,
+        ended: float,
+        warnings: tuple[str, ...] = (),
     ) -> None:
         """A poll that read at least part of the source; failures lists the parts that failed."""
         self._count_changes(self.result, result, ended)
         self.result, self.result_at, self.stale = result, ended, False
+        self.warnings = warnings
         if failures:
             self._record_failed(next(iter(failures.values())))
         else:
@@ -68,6 +76,7 @@ class SourceState:
 
     def record_failure(self, error: PollError, started: float, ended: float) -> None:
         self._record_failed(error)
+        self.warnings = ()
         self._record_duration(started, ended)
         if self.result_at is not None and ended - self.result_at > self.stale_after:
             self.stale = True

@@ -171,6 +171,7 @@ def source_report(exporter: ExporterView) -> dict[str, Any]:
             if error is None
             else {"reason": error.reason.value, "message": scrub(error.detail)},
             "records_scanned": None if state.result is None else state.result.scanned,
+            "warnings": [scrub(warning) for warning in state.warnings],
         }
     return report
 

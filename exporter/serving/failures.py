@@ -34,6 +34,7 @@ FIELDS = (
     "message",
     "failed_at",
     "first_seen",
+    "rows",
 )
 LABEL_FILTERS = ("source", "tenant", "platform", "error_type")
 SINGLE = ("min_retry_count", "q", "limit", "offset", "format")
@@ -119,6 +120,7 @@ class Row:
     source: str
     entry: Entry
     detail: Detail
+    rows: int | None
 
     def as_dict(self) -> dict[str, Any]:
         entry, detail = self.entry, self.detail
@@ -136,6 +138,7 @@ class Row:
             "message": detail.message,
             "failed_at": entry.failed_at,
             "first_seen": detail.first_seen,
+            "rows": self.rows,
         }
 
 
@@ -150,11 +153,24 @@ class LaneIndex:
         keyed.sort(key=lambda row: failures_order(row[1], row[2]))
         self.entries: list[Entry] = [entry for _, entry, _ in keyed]
         self.details: list[Detail] = [detail for _, _, detail in keyed]
+        # Most sources have no row counts: then no list of them either.
+        self.rows: list[int | None] | None = (
+            [result.rows.get(key) for key, _, _ in keyed] if result.rows else None
+        )
         self.by_label: tuple[dict[str, list[int]], ...] = ({}, {}, {})  # tenant, platform, error_type
         for position, entry in enumerate(self.entries):
             for index, positions in enumerate(self.by_label):
                 positions.setdefault(entry.labels[index], []).append(position)
         self._text: tuple[str, array[int]] | None = None
+
+    def row(self, position: int) -> Row:
+        rows = self.rows
+        return Row(
+            self.source,
+            self.entries[position],
+            self.details[position],
+            None if rows is None else rows[position],
+        )
 
     def _searchable(self) -> tuple[str, array[int]]:
         """Every record's name, location and message, case-folded, in one string, with where
@@ -275,16 +291,15 @@ def search(
     if len(found) == 1 and not everything:  # one lane: its positions are already in order
         lane, positions = found[0]
         page = positions[query.offset : query.offset + query.limit]
-        rows = [Row(lane.source, lane.entries[p], lane.details[p]) for p in page]
+        rows = [lane.row(p) for p in page]
         return Page(total, rows, sorted(x.source for x in lanes if x.result.details_truncated), scrub)
 
     def rows_of(
         lane: LaneIndex, positions: Sequence[int]
     ) -> Iterator[tuple[tuple[bool, float, str, str], Row]]:
         for position in positions:
-            entry, detail = lane.entries[position], lane.details[position]
-            order = failures_order(entry, detail)
-            yield (order[0], order[1], lane.source, order[2]), Row(lane.source, entry, detail)
+            order = failures_order(lane.entries[position], lane.details[position])
+            yield (order[0], order[1], lane.source, order[2]), lane.row(position)
 
     merged = heapq.merge(*(rows_of(lane, positions) for lane, positions in found), key=lambda pair: pair[0])
     window = merged if everything else itertools.islice(merged, query.offset, query.offset + query.limit)
@@ -374,7 +389,10 @@ def as_html(page: Page, query: Query, states: Mapping[str, SourceState]) -> byte
         form=form,
         summary=f"{page.total} failed file(s); showing {shown}",
         truncated=truncated,
-        head="".join(f"<th>{e(title)}</th>" for _, title in COLUMNS),
+        head="".join(
+            f"<th data-sort='{key}'>{e(title)}</th>" if key in SORTABLE else f"<th>{e(title)}</th>"
+            for key, title in COLUMNS
+        ),
         rows=body_rows,
         paging=" ".join(paging),
     )
@@ -388,6 +406,7 @@ COLUMNS = (
     ("platform", "Platform"),
     ("error_type", "Error type"),
     ("retry_count", "Retries"),
+    ("rows", "Rows"),
     ("name", "File"),
     ("location", "Location"),
     ("message", "Message"),
@@ -396,15 +415,21 @@ COLUMNS = (
 )
 
 
+# Numeric columns the page's script sorts by (a click on the header): the shown page only.
+SORTABLE = frozenset({"retry_count", "rows", "failed_at", "first_seen"})
+
+
 def _html_row(item: dict[str, Any]) -> str:
     cells = []
     for key, _ in COLUMNS:
-        text = html.escape(_cell(key, item[key]))
+        value = item[key]
+        text = html.escape(_cell(key, value))
         location = item["location"]
         if key == "location" and location.startswith(("https://", "http://")):
             # Only web addresses become links: a location is the platform's, so anyone's.
             text = f"<a href='{html.escape(location, quote=True)}' rel='noreferrer'>{text}</a>"
-        cells.append(f"<td class='{key}'>{text}</td>")
+        sort = f" data-value='{value!r}'" if key in SORTABLE and value is not None else ""
+        cells.append(f"<td class='{key}'{sort}>{text}</td>")
     return f"<tr>{''.join(cells)}</tr>"
 
 
@@ -430,12 +455,15 @@ th, td {{ border-bottom: 1px solid #ddd; padding: 0.3rem 0.5rem; text-align: lef
           vertical-align: top; }}
 td {{ overflow-wrap: anywhere; }}
 th {{ background: #f3f3f3; white-space: nowrap; }}
-td.failed_at, td.first_seen, td.retry_count, td.source, td.platform, td.error_type {{ white-space: nowrap; }}
+td.failed_at, td.first_seen, td.retry_count, td.rows, td.source, td.platform,
+td.error_type {{ white-space: nowrap; }}
 .up {{ color: #1a7f37; }} .down {{ color: #cf222e; font-weight: bold; }}
 .warn {{ color: #9a6700; }}
 form label {{ margin-right: 0.6rem; white-space: nowrap; }}
 form input {{ width: 9rem; }}
 nav a {{ margin-right: 1rem; }}
+th[data-sort] {{ cursor: pointer; text-decoration: underline dotted; }}
+td.rows, td.retry_count {{ text-align: right; }}
 </style></head>
 <body>
 <h1>Failed files</h1>
@@ -445,9 +473,36 @@ nav a {{ margin-right: 1rem; }}
 {form}
 <p id="summary">{summary}</p>
 {truncated}
-<table id="records"><tr>{head}</tr>
-{rows}</table>
+<table id="records"><thead><tr>{head}</tr></thead>
+<tbody>{rows}</tbody></table>
 <nav>{paging}</nav>
 <p><a href="./">Exporter</a></p>
+<script>
+// A click on a numeric header sorts the shown rows by it, largest first, again to reverse;
+// cells without a value stay last.
+document.querySelectorAll("#records th[data-sort]").forEach(function (header) {{
+  header.setAttribute("aria-sort", "none");
+  header.addEventListener("click", function () {{
+    var key = header.dataset.sort;
+    var descending = header.getAttribute("aria-sort") !== "descending";
+    document.querySelectorAll("#records th[data-sort]").forEach(function (other) {{
+      other.setAttribute("aria-sort", "none");
+    }});
+    header.setAttribute("aria-sort", descending ? "descending" : "ascending");
+    var body = document.querySelector("#records tbody");
+    var rows = Array.prototype.slice.call(body.rows);
+    function value(row) {{
+      var cell = row.querySelector("td." + key);
+      return cell && cell.dataset.value !== undefined ? Number(cell.dataset.value) : null;
+    }}
+    rows.sort(function (a, b) {{
+      var x = value(a), y = value(b);
+      if (x === null || y === null) return (x === null) - (y === null);
+      return descending ? y - x : x - y;
+    }});
+    rows.forEach(function (row) {{ body.appendChild(row); }});
+  }});
+}});
+</script>
 </body></html>
 """

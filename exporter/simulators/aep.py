@@ -1,4 +1,6 @@
-"""Simulator of Adobe Experience Platform: IMS tokens, Catalog batches, Data Access failed files."""
+"""Simulator of Adobe Experience Platform: IMS tokens, Catalog batches (failed ones, and finished
+ones with failed rows, as partial ingestion leaves them), Data Access failed files, and a Data
+Access API that no longer serves some batches (it is deprecated)."""
 
 from __future__ import annotations
 
@@ -23,9 +25,24 @@ class SimBatch:
     status: str = "failed"
     errors: list[dict[str, Any]] = field(default_factory=list)
     files: dict[str, bytes] = field(default_factory=dict)  # failed file name -> content
+    failed_rows: int | None = None  # ``failedRecordCount``; by default one a failed file
+    # Where the count is: under ``metrics`` (error diagnostics), or at the top level.
+    count_at_top: bool = False
+    # What the Data Access API answers for this batch instead of its files (403, 404, 410, 501).
+    export_status: int | None = None
+    download_status: int | None = None  # the same for the downloads of its files only
 
     def as_json(self, properties: list[str] | None, sandbox_id: str) -> dict[str, Any]:
         """A Catalog batch with the fields real responses carry, cut to ``properties`` if given."""
+        failed_rows = len(self.files) if self.failed_rows is None else self.failed_rows
+        metrics = {
+            "inputByteSize": sum(len(c) for c in self.files.values()),
+            "inputFileCount": max(len(self.files), 1),
+            "inputRecordCount": 100 + failed_rows,
+            "outputRecordCount": 100,
+        }
+        if not self.count_at_top:
+            metrics["failedRecordCount"] = failed_rows
         full = {
             "id": self.batch_id,
             "status": self.status,
@@ -36,13 +53,7 @@ class SimBatch:
             "relatedObjects": [{"type": "dataSet", "id": "5deac2648a19d218a888d2b1"}],
             "inputFormat": {"format": "json"},
             "errors": self.errors,
-            "metrics": {
-                "inputByteSize": sum(len(c) for c in self.files.values()),
-                "inputFileCount": len(self.files),
-                "inputRecordCount": 100,
-                "outputRecordCount": 100 - len(self.files),
-                "failedRecordCount": len(self.files),
-            },
+            "metrics": metrics,
             "tags": {"acp_enableErrorDiagnostics": [True]},
             "imsOrg": "ABCDEF123@AdobeOrg",
             "sandboxId": sandbox_id,
@@ -50,6 +61,8 @@ class SimBatch:
             "createdUser": "ingest@AdobeID",
             "version": "1.0.5",
         }
+        if self.count_at_top:
+            full["failedRecordCount"] = failed_rows
         return {k: v for k, v in full.items() if properties is None or k in properties}
 
 
@@ -188,7 +201,17 @@ class AepSimulator(Simulator):
             return json_response(
                 404, {"type": "http://ns.adobe.com/aep/errors/EXPORT-1404", "title": "Batch not found"}
             )
+        if batch.export_status is not None:
+            return json_response(
+                batch.export_status,
+                {
+                    "type": f"http://ns.adobe.com/aep/errors/EXPORT-{batch.export_status}",
+                    "title": "The Data Access API does not serve this batch",
+                },
+            )
         path = request.arg("path")
+        if path is not None and batch.download_status is not None:
+            return json_response(batch.download_status, {"title": "The file cannot be downloaded"})
         if path is not None:
             content = batch.files.get(path)
             if content is None:
@@ -211,9 +234,10 @@ class AepSimulator(Simulator):
         return json_response(200, body)
 
     def evolve(self, rng: random.Random) -> None:
-        """Another batch fails now and then."""
+        """Another batch fails now and then, or skips some of its rows."""
         if rng.random() < 0.4:
-            add_random_batch(self, rng, time.time())
+            add = add_partial_batch if rng.random() < 0.3 else add_random_batch
+            add(self, rng, time.time())
 
 
 MESSAGES = (
@@ -225,8 +249,33 @@ MESSAGES = (
 )
 
 
+# Errors of partially ingested batches, as error diagnostics list them (code, description).
+PARTIAL_ERRORS = (
+    ("INGEST-1555-400", "[2018-00-23T22:07:01Z] is not a valid date-time for field 'timestamp'"),
+    ("INGEST-1212-400", "Required field 'identityMap' is missing"),
+    ("INGEST-1401-400", "Unable to parse the row: malformed CSV (unterminated quote)"),
+    ("INGEST-1571-400", "Encoding of the row is not supported (invalid UTF-8 sequence)"),
+)
+
+
+def batch_id_from(rng: random.Random) -> str:
+    return f"01E{rng.randrange(36**20):020X}"[:26]
+
+
+def add_partial_batch(simulator: AepSimulator, rng: random.Random, now: float) -> None:
+    """A batch that ended ``success`` with rows skipped: one to three errors, a count on most."""
+    errors = []
+    for code, description in rng.sample(PARTIAL_ERRORS, rng.randrange(1, 4)):
+        error: dict[str, Any] = {"code": code, "description": description}
+        if rng.random() < 0.8:
+            error["recordCount"] = rng.randrange(1, 400)
+        errors.append(error)
+    rows = sum(e.get("recordCount", 1) for e in errors)
+    simulator.add_batch(SimBatch(batch_id_from(rng), int(now * 1000), "success", errors, failed_rows=rows))
+
+
 def add_random_batch(simulator: AepSimulator, rng: random.Random, now: float) -> None:
-    batch_id = f"01E{rng.randrange(36**20):020X}"[:26]
+    batch_id = batch_id_from(rng)
     if rng.random() < 0.2:
         simulator.add_batch(
             SimBatch(
@@ -263,3 +312,6 @@ def seed_demo(simulator: AepSimulator, rng: random.Random) -> None:
     now = time.time()
     for age in (20 * 3600, 9 * 3600, 4 * 3600, 1800):
         add_random_batch(simulator, rng, now - age)
+    # Partial ingestion is how most batches run today: a new user sees failed rows at once.
+    for age in (14 * 3600, 6 * 3600, 2 * 3600):
+        add_partial_batch(simulator, rng, now - age)

@@ -45,6 +45,11 @@ class RecordSink(Protocol):
 
     def fail(self, scope: str, error: PollError) -> None: ...
 
+    def warn(self, message: str) -> None:
+        """Something people should know of this poll that did not fail it (logged once, and
+        shown in ``/sources`` until the next poll)."""
+        ...
+
 
 class Source(abc.ABC, Generic[ConfigT]):
     """One configured source. ``poll`` raises PollError when the whole poll failed."""

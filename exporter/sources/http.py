@@ -187,7 +187,8 @@ class HttpClient:
                 if response.status == 429:
                     asked = retry_after_seconds(response.headers.get("retry-after"), time.time())
                     wait = self._backoff_for(attempt) if asked is None else asked
-                elif response.status >= 500:
+                elif response.status >= 500 and response.status != 501:
+                    # 501 Not Implemented is the server's lasting answer, not a passing fault.
                     wait = self._backoff_for(attempt)
                 else:
                     raise error
