@@ -119,12 +119,16 @@ class PreviousDesign:
     """The server before this design: http.server, a thread per connection, same snapshot."""
 
     def __init__(self, exporter: Exporter) -> None:
+        made: list[tuple[Any, bytes]] = []  # the latest snapshot and its body, as it cached them
+
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
                 snapshot = exporter.snapshot
-                body = snapshot.openmetrics_gzip
+                if not made or made[0][0] is not snapshot:
+                    made[:] = [(snapshot, snapshot.body(True, True).complete(b""))]
+                body = made[0][1]
                 self.send_response(200)
                 self.send_header("Content-Type", OPENMETRICS_CONTENT_TYPE)
                 self.send_header("Content-Encoding", "gzip")

@@ -36,8 +36,22 @@ def parser() -> argparse.ArgumentParser:
     mode.add_argument("--once", action="store_true", help="poll every source once, print the metrics, exit")
     mode.add_argument("--check", action="store_true", help="validate the configuration and exit")
     mode.add_argument("--demo", action="store_true", help="serve metrics from built-in simulators")
-    p.add_argument("--listen", metavar="HOST:PORT", help="overrides listen_address")
-    p.add_argument("--web-config", type=Path, metavar="FILE", help="TLS and basic auth (web-config.yml)")
+    # Each with the exporter-toolkit's name too, which every Go exporter's operators know.
+    p.add_argument(
+        "--listen",
+        "--web.listen-address",
+        dest="listen",
+        metavar="HOST:PORT",
+        help="overrides listen_address",
+    )
+    p.add_argument(
+        "--web-config",
+        "--web.config.file",
+        dest="web_config",
+        type=Path,
+        metavar="FILE",
+        help="TLS and basic auth (the exporter-toolkit's web-config.yml)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-format", default="text", choices=["text", "json"])
     p.add_argument(

@@ -906,8 +906,16 @@ def test_gzip_of_each_format_is_that_format() -> None:
     import gzip
 
     snapshot = golden_core().exporter.snapshot
-    assert gzip.decompress(snapshot.text_gzip) == snapshot.text
-    assert gzip.decompress(snapshot.openmetrics_gzip) == snapshot.openmetrics
+    last = b"# a scrape's last part\n"
+    assert gzip.decompress(snapshot.body(False, True).complete(last)) == snapshot.text + last
+    assert snapshot.body(False, False).complete(last) == snapshot.text + last
+    openmetrics = snapshot.openmetrics.removesuffix(b"# EOF\n") + last + b"# EOF\n"
+    assert gzip.decompress(snapshot.body(True, True).complete(last)) == openmetrics
+    assert snapshot.body(True, False).complete(last) == openmetrics
+    # Each completion starts from the same state: one scrape's last part never leaks into another's.
+    body = snapshot.body(True, True)
+    assert body.complete(b"") != body.complete(last)
+    assert gzip.decompress(body.complete(b"")) == snapshot.openmetrics
 
 
 def test_a_disabled_source_is_never_polled_and_exports_nothing() -> None:

@@ -19,6 +19,8 @@ import httpx
 import pytest
 import trustme
 import yaml
+from prometheus_client.openmetrics import parser as openmetrics_parser
+from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import build_settings
 from exporter.runtime import Exporter
@@ -113,11 +115,39 @@ def test_metrics_negotiate_format_and_compression_from_explicit_headers(
     if openmetrics:
         assert got["content-type"] == "application/openmetrics-text; version=1.0.0; charset=utf-8"
         assert text.endswith("# EOF\n") and "ingestion_source_up" in text
+        families = {f.name: f for f in openmetrics_parser.text_string_to_metric_families(text)}
+        assert families["process_cpu_seconds"].type == "counter"
     else:
         assert got["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
         assert "# EOF" not in text and "ingestion_source_up" in text
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        assert families["process_cpu_seconds"].type == "counter"
+    # The exporter's own process, as prometheus-client's process collector reads it.
+    for name in PROCESS_FAMILIES:
+        [sample] = families[name].samples
+        assert sample.value > 0, name
     assert int(got["content-length"]) == len(body)
     assert "accept-encoding" in got["vary"].lower()
+
+
+PROCESS_FAMILIES = (
+    "process_cpu_seconds",
+    "process_resident_memory_bytes",
+    "process_virtual_memory_bytes",
+    "process_start_time_seconds",
+    "process_open_fds",
+    "process_max_fds",
+)
+
+
+def test_process_metrics_are_read_at_each_scrape(served_metrics: str) -> None:
+    def cpu_seconds() -> float:
+        families = text_string_to_metric_families(httpx.get(served_metrics).text)
+        return next(f for f in families if f.name == "process_cpu_seconds").samples[0].value
+
+    first = cpu_seconds()
+    # Scrapes cost the process CPU time; its snapshot (no poll in between) is the same.
+    assert eventually(lambda: cpu_seconds() > first)
 
 
 @pytest.fixture(scope="module")
@@ -342,3 +372,40 @@ def test_a_slow_poll_is_never_run_twice_at_once(rezolve: RezolveSimulator) -> No
     calls = rezolve.calls("failed-files")
     # The slow first request ends after 1.5 s; the next poll may only start once it has ended.
     assert calls[1].received - calls[0].received >= 1.4
+
+
+def test_the_exporter_toolkit_flags_and_prometheus_health_paths(
+    tmp_path: Path, rezolve: RezolveSimulator
+) -> None:
+    hashed = bcrypt.hashpw(b"secret", bcrypt.gensalt(rounds=4)).decode()
+    web_config = tmp_path / "web.yml"
+    web_config.write_text(yaml.safe_dump({"basic_auth_users": {"prometheus": hashed}}))
+    config = tmp_path / "config.yml"
+    config.write_text(yaml.safe_dump({"poll_interval": "1h", "sources": [rezolve_source(rezolve)]}))
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "--config",
+            str(config),
+            "--web.listen-address",
+            f"127.0.0.1:{port}",
+            "--web.config.file",
+            str(web_config),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, process=process)
+        url, auth = f"http://127.0.0.1:{port}", ("prometheus", "secret")
+        assert httpx.get(f"{url}/-/healthy").status_code == 401  # the web config is in force
+        assert httpx.get(f"{url}/-/healthy", auth=auth).status_code == 200
+        eventually(lambda: httpx.get(f"{url}/-/ready", auth=auth).status_code == 200)
+        assert httpx.get(f"{url}/readyz", auth=auth).status_code == 200
+    finally:
+        process.kill()
+        process.wait()

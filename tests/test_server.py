@@ -5,6 +5,7 @@ The server runs in its own thread and loop with short timeouts, so the tests tak
 from __future__ import annotations
 
 import asyncio
+import gzip
 import socket
 import ssl
 import threading
@@ -246,19 +247,20 @@ def test_a_new_snapshots_body_is_made_once_while_scrapes_get_the_previous_one() 
     async def scenario() -> None:
         bodies = Bodies()
         assert bodies.shows(second)  # nothing served yet
-        assert await bodies.get(first, False, False) == first.text  # the very first is waited for
+        assert (await bodies.get(first, False, False)).complete(
+            b""
+        ) == first.text  # the very first is waited for
         assert not bodies.shows(second)
         # A new snapshot: its body is being made; meanwhile the previous one is served, at once.
-        assert await bodies.get(second, False, False) == first.text
+        assert (await bodies.get(second, False, False)).complete(b"") == first.text
         for _ in range(100):
             if bodies.shows(second):
                 break
             await asyncio.sleep(0.01)
         assert bodies.shows(second)
-        assert await bodies.get(second, False, False) == second.text
-        import gzip
+        assert (await bodies.get(second, False, False)).complete(b"") == second.text
 
-        assert gzip.decompress(await bodies.get(second, True, True)) == second.openmetrics
+        assert gzip.decompress((await bodies.get(second, True, True)).complete(b"")) == second.openmetrics
 
     asyncio.run(scenario())
 
@@ -275,14 +277,15 @@ def test_a_published_snapshots_bodies_are_made_before_the_next_scrape_asks() -> 
     async def scenario() -> None:
         bodies = Bodies()
         bodies.refresh(first)  # nothing asked for yet: nothing to make
-        assert await bodies.get(first, True, True) == first.openmetrics_gzip
+        assert gzip.decompress((await bodies.get(first, True, True)).complete(b"")) == first.openmetrics
         bodies.refresh(second)
         for _ in range(100):
             if bodies.shows(second):
                 break
             await asyncio.sleep(0.01)
         assert bodies.shows(second)
-        assert await bodies.get(second, True, True) == second.openmetrics_gzip  # the first ask
+        made = await bodies.get(second, True, True)  # the first ask
+        assert gzip.decompress(made.complete(b"")) == second.openmetrics
 
     asyncio.run(scenario())
 
@@ -302,6 +305,6 @@ def test_bodies_made_out_of_order_never_replace_a_newer_one() -> None:
             if bodies.shows(snapshots[-1]):
                 break
             await asyncio.sleep(0.01)
-        assert await bodies.get(snapshots[-1], False, False) == snapshots[-1].text
+        assert (await bodies.get(snapshots[-1], False, False)).complete(b"") == snapshots[-1].text
 
     asyncio.run(scenario())

@@ -4,13 +4,14 @@ header, once per family. Sample lines are the same in both formats; only the hea
 
 from __future__ import annotations
 
-import gzip
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, TypeVar
 
+from prometheus_client import ProcessCollector
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -326,6 +327,43 @@ def render_exporter(
     return render_blocks(families)
 
 
+# The exporter's own process (CPU, memory, file descriptors, start time), as prometheus-client
+# reads it from /proc: fresh at every scrape, so never part of a snapshot.
+_PROCESS = ProcessCollector(registry=None)
+
+
+def render_process(as_openmetrics: bool) -> bytes:
+    """The ``process_*`` families now, whole (headers included), in one format without its trailer."""
+    encode: Callable[[Any], bytes] = openmetrics.generate_latest if as_openmetrics else generate_latest
+    return encode(_Families(list(_PROCESS.collect()))).removesuffix(b"# EOF\n")
+
+
+@dataclass(frozen=True)
+class Body:
+    """A snapshot's exposition in one format and encoding, all but its last part: the process
+    metrics, which ``complete`` adds at each scrape. Gzipped, it is the compressor's output so far
+    and its state: a scrape compresses only the last part, on a copy of that state, and the
+    answer is one gzip stream (a scraper that reads only the first of several would lose data)."""
+
+    start: bytes
+    trailer: bytes
+    compressor: Any = None  # zlib's compressor after ``start``, when gzipped
+
+    def complete(self, last: bytes) -> bytes:
+        if self.compressor is None:
+            return self.start + last + self.trailer
+        compressor = self.compressor.copy()
+        end: bytes = compressor.compress(last + self.trailer) + compressor.flush()
+        return self.start + end
+
+
+def make_body(content: bytes, trailer: bytes, gzipped: bool) -> Body:
+    if not gzipped:
+        return Body(content, trailer)
+    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # gzip's framing
+    return Body(compressor.compress(content), trailer, compressor)
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """The exposition at one moment: the current blocks of every lane, then the exporter's.
@@ -351,10 +389,9 @@ class Snapshot:
     def openmetrics(self) -> bytes:
         return self._join(OPENMETRICS_HEADERS, b"# EOF\n")
 
-    @cached_property
-    def text_gzip(self) -> bytes:
-        return gzip.compress(self.text, compresslevel=GZIP_LEVEL)
-
-    @cached_property
-    def openmetrics_gzip(self) -> bytes:
-        return gzip.compress(self.openmetrics, compresslevel=GZIP_LEVEL)
+    def body(self, as_openmetrics: bool, gzipped: bool) -> Body:
+        """What a scrape of this format and encoding is served, less the process metrics. Made
+        once per snapshot (O(all series): a worker thread's work)."""
+        if as_openmetrics:
+            return make_body(self.openmetrics.removesuffix(b"# EOF\n"), b"# EOF\n", gzipped)
+        return make_body(self.text, b"", gzipped)

@@ -12,7 +12,13 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from exporter import __version__
-from exporter.pipeline.render import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Snapshot
+from exporter.pipeline.render import (
+    OPENMETRICS_CONTENT_TYPE,
+    TEXT_CONTENT_TYPE,
+    Body,
+    Snapshot,
+    render_process,
+)
 from exporter.pipeline.state import SourceState
 from exporter.redact import Redactor
 from exporter.serving.failures import BadQuery, FailureIndex, as_csv, as_html, as_json, parse_query, search
@@ -93,12 +99,6 @@ def accepts_gzip(accept_encoding: str) -> bool:
     return (named if named is not None else anything) > 0
 
 
-def _body(snapshot: Snapshot, openmetrics: bool, gzipped: bool) -> bytes:
-    if openmetrics:
-        return snapshot.openmetrics_gzip if gzipped else snapshot.openmetrics
-    return snapshot.text_gzip if gzipped else snapshot.text
-
-
 class Bodies:
     """Response bodies, made off the event loop once per snapshot, format and encoding: joining and
     compressing are O(all series). A published snapshot's bodies are made at once (``refresh``),
@@ -107,8 +107,8 @@ class Bodies:
     very first body of each kind is waited for."""
 
     def __init__(self) -> None:
-        self._ready: dict[tuple[bool, bool], tuple[Snapshot, bytes]] = {}
-        self._making: dict[tuple[bool, bool], tuple[Snapshot, asyncio.Future[bytes]]] = {}
+        self._ready: dict[tuple[bool, bool], tuple[Snapshot, Body]] = {}
+        self._making: dict[tuple[bool, bool], tuple[Snapshot, asyncio.Future[Body]]] = {}
         self._order: dict[tuple[bool, bool], int] = {}  # of the ready body, by when it was asked for
         self._asked = itertools.count()
 
@@ -118,15 +118,15 @@ class Bodies:
         for kind in list(self._ready):
             self._making_of(kind, snapshot)
 
-    def _making_of(self, kind: tuple[bool, bool], snapshot: Snapshot) -> asyncio.Future[bytes]:
+    def _making_of(self, kind: tuple[bool, bool], snapshot: Snapshot) -> asyncio.Future[Body]:
         making = self._making.get(kind)
         if making is None or making[0] is not snapshot:
-            made = asyncio.ensure_future(asyncio.to_thread(_body, snapshot, *kind))
+            made = asyncio.ensure_future(asyncio.to_thread(snapshot.body, *kind))
             made.add_done_callback(functools.partial(self._made, kind, snapshot, next(self._asked)))
             making = self._making[kind] = (snapshot, made)
         return making[1]
 
-    async def get(self, snapshot: Snapshot, openmetrics: bool, gzipped: bool) -> bytes:
+    async def get(self, snapshot: Snapshot, openmetrics: bool, gzipped: bool) -> Body:
         kind = (openmetrics, gzipped)
         ready = self._ready.get(kind)
         if ready is not None and ready[0] is snapshot:
@@ -138,7 +138,7 @@ class Bodies:
         return await asyncio.shield(making)
 
     def _made(
-        self, kind: tuple[bool, bool], snapshot: Snapshot, order: int, made: asyncio.Future[bytes]
+        self, kind: tuple[bool, bool], snapshot: Snapshot, order: int, made: asyncio.Future[Body]
     ) -> None:
         making = self._making.get(kind)
         if making is not None and making[0] is snapshot:
@@ -184,7 +184,9 @@ def routes(exporter: ExporterView, reload: Reload | None) -> list[web.RouteDef]:
     async def metrics(request: web.Request) -> web.Response:
         openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
         gzipped = accepts_gzip(request.headers.get("Accept-Encoding", ""))
-        body = await bodies.get(exporter.snapshot, openmetrics, gzipped)
+        made = await bodies.get(exporter.snapshot, openmetrics, gzipped)
+        # The process metrics are read now: they change between snapshots.
+        body = made.complete(render_process(openmetrics))
         headers = {"Vary": "Accept, Accept-Encoding"}
         if gzipped:
             headers["Content-Encoding"] = "gzip"
@@ -233,7 +235,9 @@ def routes(exporter: ExporterView, reload: Reload | None) -> list[web.RouteDef]:
     table = [
         web.get("/metrics", metrics),
         web.get("/healthz", healthz),
+        web.get("/-/healthy", healthz),  # Prometheus' own spellings, which probes often use
         web.get("/readyz", readyz),
+        web.get("/-/ready", readyz),
         web.get("/sources", sources),
         web.get("/failures", failures),
         web.get("/", index),
