@@ -6,12 +6,20 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
 
 from exporter import __version__
-from exporter.config import ConfigError, Settings, build_settings, load_config, split_listen_address
+from exporter.config import (
+    ConfigError,
+    Settings,
+    build_settings,
+    config_warnings,
+    load_config,
+    split_listen_address,
+)
 from exporter.demo import Demo
 from exporter.logsetup import setup_logging
 from exporter.redact import Redactor
@@ -116,11 +124,16 @@ def main(argv: list[str] | None = None) -> int:
         if demo:
             demo.stop()
         return EXIT_CONFIG
+    warnings = [] if demo else config_warnings(settings, os.environ)
     if args.check:
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         print(f"configuration OK: {len(settings.sources)} source(s)")
         return EXIT_OK
     redactor = settings.redactor()
     setup_logging(args.log_level, args.log_format, redactor)
+    for warning in warnings:
+        log.warning("configuration: %s", warning)
     tune_garbage_collection()
     try:
         if args.once:

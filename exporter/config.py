@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tempfile
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from exporter.configtypes import ERROR_TYPE_PATTERN, Delay, Duration, Frozen
-from exporter.redact import Redactor
+from exporter.redact import SHORT_CHARS, Redactor
 from exporter.sources import KINDS, AnySourceConfig
 
 ENV_PREFIX = "INGESTION_EXPORTER_"
@@ -204,9 +206,39 @@ def describe(error: Mapping[str, Any]) -> str:
     elif kind == "union_tag_not_found":
         loc += ("kind",)
         message = f"field required (one of {', '.join(KINDS)})"
-    elif kind in ("missing_secret", "secret_twice"):
+    elif kind in ("missing_secret", "secret_twice", "field_problem"):
         loc += (ctx["field"],)
+    elif kind == "string_type" and isinstance(error.get("input"), bool | int | float):
+        message = yaml_typed(error["input"])
     return f"{field_path(loc)}: {message}"
+
+
+def yaml_typed(value: bool | int | float) -> str:
+    """Why a value written as text is not a string: YAML typed it. The value is not repeated:
+    it may be a secret (``token: 12345678``)."""
+    if isinstance(value, bool):
+        what = "a boolean (unquoted yes, no, on, off, true and false are booleans)"
+    else:
+        what = "a number"
+    return f"YAML read this value as {what}: put it in quotes to make it text"
+
+
+def _with_an_item_error(error: Mapping[str, Any], errors: list[Any]) -> bool:
+    """A list too short only because one of its items was refused (that item's error says why)."""
+    loc = tuple(error["loc"])
+    return error["type"] == "too_short" and any(
+        tuple(other["loc"])[: len(loc)] == loc and len(other["loc"]) > len(loc) for other in errors
+    )
+
+
+def duplicate_names(document: Mapping[str, Any]) -> list[str]:
+    """Source names given twice, read from the document itself: said with every other problem,
+    not only once each source is valid."""
+    sources = document.get("sources")
+    if not isinstance(sources, list):
+        return []
+    names = Counter(s["name"] for s in sources if isinstance(s, dict) and isinstance(s.get("name"), str))
+    return [f"sources: duplicate source name {name!r}" for name, count in names.items() if count > 1]
 
 
 def load_config(path: Path, env: Mapping[str, str] | None = None) -> Settings:
@@ -235,7 +267,52 @@ def build_settings(document: dict[str, Any], env: Mapping[str, str] | None = Non
     data = interpolate(document, os.environ if env is None else env, "", problems)
     if problems:
         raise ConfigError(problems)
+    duplicates = duplicate_names(data)
     try:
         return Settings(**data)
     except ValidationError as exc:
-        raise ConfigError([describe(e) for e in exc.errors()]) from None
+        errors = exc.errors()
+        problems = [
+            line
+            for e in errors
+            if not _with_an_item_error(e, errors)
+            and (line := describe(e)) not in duplicates  # the validator's, once the items are valid
+        ]
+        raise ConfigError(problems + duplicates) from None
+
+
+def config_warnings(settings: Settings, env: Mapping[str, str]) -> list[str]:
+    """What is valid but likely not meant: one line each, for --check and the log at start."""
+    warnings = [f"{name}: {why}" for name, why in unused_variables(env)]
+    if not settings.sources:
+        warnings.append("sources: none configured: the exporter serves only its own metrics")
+    for index, source in enumerate(settings.sources):
+        for field in source.short_secrets(SHORT_CHARS):
+            warnings.append(
+                f"sources[{index}].{field}: shorter than {SHORT_CHARS} characters, so redacted from "
+                "logs only where it stands alone, not inside other words"
+            )
+    return warnings
+
+
+def unused_variables(env: Mapping[str, str]) -> list[tuple[str, str]]:
+    """``INGESTION_EXPORTER_*`` variables that set nothing (a misspelt override is silently
+    ignored otherwise), each with the setting it may have meant."""
+    unused = []
+    for name in sorted(env):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = name.removeprefix(ENV_PREFIX).lower().split("__")
+        model: Any = Settings
+        for depth, part in enumerate(path):
+            fields = getattr(model, "model_fields", None)
+            if fields is None:  # a nested value of a setting that is not a model: taken as it is
+                break
+            if part not in fields:
+                close = difflib.get_close_matches(part, list(fields), n=1, cutoff=0.8)
+                meant = f"{ENV_PREFIX}{'__'.join([*path[:depth], *close])}".upper()
+                hint = f" (did you mean {meant}?)" if close else ""
+                unused.append((name, f"sets nothing: no such setting{hint}"))
+                break
+            model = fields[part].annotation
+    return unused

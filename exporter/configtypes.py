@@ -72,6 +72,12 @@ def check_http_url(value: str) -> str:
     return value.rstrip("/")
 
 
+def field_problem(field: str, message: str) -> PydanticCustomError:
+    """A problem a model validator finds with one field: reported at that field's path
+    (``sources[1].username``), not at the source's."""
+    return PydanticCustomError("field_problem", message, {"field": field})
+
+
 class SourceConfig(Frozen):
     """Fields every source kind shares (SPEC section 3). A kind's model narrows ``kind`` to its
     name (a ``Literal``), opens its source, and says whether its reads are incremental."""
@@ -124,6 +130,10 @@ class SourceConfig(Frozen):
     def secret_values(self) -> list[str]:
         """Every secret this source holds, so that logs and /sources can redact them."""
         return [v for f in self.secret_fields if (v := self.secret(f))]
+
+    def short_secrets(self, chars: int) -> list[str]:
+        """The fields whose secret is set but shorter than ``chars``."""
+        return [f for f in self.secret_fields if (v := self.secret(f)) and len(v) < chars]
 
 
 class IncrementalReads(Frozen):

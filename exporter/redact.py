@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Iterable
 
@@ -11,6 +12,9 @@ REDACTED = "<redacted>"
 # of a year's logins would make each scrub slower.
 ISSUED_KEPT = 64
 ISSUED_MIN_CHARS = 8
+# A configured secret shorter than this is redacted only where it stands alone (not inside a
+# longer run of letters and digits): replaced everywhere, "t" would garble every word with a t.
+SHORT_CHARS = 8
 
 
 class Redactor:
@@ -22,6 +26,7 @@ class Redactor:
         # What scrub replaces, in order: sorted when a secret is learnt, not at every scrub
         # (every log line and every /failures row is scrubbed).
         self._order: tuple[str, ...] = ()
+        self._short: re.Pattern[str] | None = None
         self.add(secrets)
 
     def add(self, secrets: Iterable[str]) -> None:
@@ -39,9 +44,15 @@ class Redactor:
             self._reorder()
 
     def _reorder(self) -> None:
-        self._order = (*self._secrets, *sorted(self._issued, key=len, reverse=True))
+        configured = [s for s in self._secrets if len(s) >= SHORT_CHARS]
+        self._order = (*configured, *sorted(self._issued, key=len, reverse=True))
+        short = [re.escape(s) for s in self._secrets if len(s) < SHORT_CHARS]
+        alone = rf"(?<![A-Za-z0-9])(?:{'|'.join(short)})(?![A-Za-z0-9])"
+        self._short = re.compile(alone) if short else None
 
     def scrub(self, text: str) -> str:
         for secret in self._order:
             text = text.replace(secret, REDACTED)
+        if self._short is not None:
+            text = self._short.sub(REDACTED, text)
         return text

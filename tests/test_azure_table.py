@@ -227,7 +227,7 @@ def test_a_malformed_connection_string_is_a_config_error() -> None:
         build_settings(
             {"sources": [{"name": "t", "kind": "azure_table", "connection_string": "garbage"}]}, {}
         )
-    assert caught.value.problems == ["sources[0]: connection_string: not a valid storage connection string"]
+    assert caught.value.problems == ["sources[0].connection_string: not a valid storage connection string"]
 
 
 def test_azurite_stopped_in_the_middle_of_a_read_then_restarted(tmp_path: Path) -> None:

@@ -212,7 +212,7 @@ def test_check_never_prints_a_secret(tmp_path: Path) -> None:
     assert result.code == 2
     assert_no_secret(result.stderr + result.stdout, [ACCOUNT_KEY, PASSWORD])
     assert result.stderr.strip().splitlines() == [
-        "sources[0]: connection_string: not a valid storage connection string",
+        "sources[0].connection_string: not a valid storage connection string",
         "sources[1].base_url: must be an http:// or https:// URL",
         "sources[2].token: Input should be a valid string",
         "sources[2].tenants: Tuple should have at least 1 item after validation, not 0",

@@ -7,18 +7,22 @@ import base64
 import functools
 import hashlib
 import hmac
+import re
 import ssl
 from pathlib import Path
 from typing import Literal
 
 import bcrypt
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from exporter.config import ConfigError, describe
 from exporter.configtypes import Frozen
 
 TLS_VERSIONS = {"TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
+# A bcrypt hash as htpasswd -B and the exporter-toolkit make them: $2a$, $2b$ or $2y$, a cost of
+# 04 to 31, then 53 characters of salt and digest.
+BCRYPT_HASH = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
 
 
 @functools.cache
@@ -47,6 +51,20 @@ class WebConfig(Frozen):
 
     tls_server_config: TlsServerConfig | None = None
     basic_auth_users: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("basic_auth_users")
+    @classmethod
+    def _bcrypt_hashes(cls, users: dict[str, str]) -> dict[str, str]:
+        # Refused here, not at a request: bcrypt raises on anything else, which a request would
+        # answer with a 500.
+        wrong = [user for user, hashed in users.items() if not BCRYPT_HASH.fullmatch(hashed)]
+        if wrong:
+            names = ", ".join(repr(user) for user in wrong)
+            raise ValueError(
+                f"the password of {names} is not a bcrypt hash "
+                "(make one with: htpasswd -nBC 10 USER | cut -d: -f2)"
+            )
+        return users
 
     def ssl_context(self) -> ssl.SSLContext | None:
         tls = self.tls_server_config

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 
-from exporter.configtypes import Duration, HttpSourceConfig, SecretFile, check_http_url
+from exporter.configtypes import Duration, HttpSourceConfig, SecretFile, check_http_url, field_problem
 from exporter.records import FailureRecord, PollError, Reason, decimal
 from exporter.sources.base import RecordSink, cancel, gather_parts
 from exporter.sources.http import (
@@ -85,11 +85,14 @@ class AepConfig(HttpSourceConfig):
         check_http_url(self.ims_url)
         oauth = self.client_id is not None or self.client_secret is not None
         if (self.access_token is None) == (not oauth):
-            raise ValueError("give access_token (or access_token_file), or client_id and client_secret")
+            raise field_problem(
+                "access_token", "give access_token (or access_token_file), or client_id and client_secret"
+            )
         if oauth and (self.client_id is None or self.client_secret is None):
-            raise ValueError("OAuth server-to-server needs both client_id and client_secret")
+            missing = "client_id" if self.client_id is None else "client_secret"
+            raise field_problem(missing, "OAuth server-to-server needs both client_id and client_secret")
         if self.api_key is None and self.client_id is None:
-            raise ValueError("api_key is required (with OAuth it defaults to client_id)")
+            raise field_problem("api_key", "field required (with OAuth it defaults to client_id)")
         return self
 
     def open(self) -> AepSource:

@@ -33,7 +33,14 @@ from azure.core.exceptions import (
 from azure.data.tables import TableClient
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from exporter.configtypes import Frozen, IncrementalReads, SecretFile, SourceConfig, check_http_url
+from exporter.configtypes import (
+    Frozen,
+    IncrementalReads,
+    SecretFile,
+    SourceConfig,
+    check_http_url,
+    field_problem,
+)
 from exporter.records import FailureRecord, PollError, Reason, as_count, excerpt, text_of
 from exporter.sources.base import RecordSink, Source, parse_timestamp
 from exporter.sources.platforms import PLATFORMS
@@ -101,14 +108,16 @@ class AzureTableConfig(SourceConfig):
     def _one_way_in(self) -> AzureTableConfig:
         connection_string = self.connection_string or self.connection_string_file
         if (connection_string is None) == (self.account_url is None):
-            raise ValueError("give connection_string (or connection_string_file) or account_url")
+            raise field_problem(
+                "connection_string", "give connection_string (or connection_string_file) or account_url"
+            )
         if connection_string is not None:
             try:
                 TableClient.from_connection_string(
                     connection_string.get_secret_value(), table_name=self.table_name
                 )
             except ValueError:
-                raise ValueError("connection_string: not a valid storage connection string") from None
+                raise field_problem("connection_string", "not a valid storage connection string") from None
         return self
 
     def open(self) -> AzureTableSource:

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from exporter.configtypes import Duration, HttpSourceConfig, SecretFile
+from exporter.configtypes import Duration, HttpSourceConfig, SecretFile, field_problem
 from exporter.records import PollError, Reason, decimal
 from exporter.sources.base import RecordSink, RepeatedFailures, cancel, gather_parts, slug
 from exporter.sources.http import Issued, IssuedToken, Response, SingleTenantSource
@@ -46,7 +46,7 @@ class CommvaultConfig(HttpSourceConfig):
     @model_validator(mode="after")
     def _login_needs_a_username(self) -> CommvaultConfig:
         if self.authtoken is None and self.authtoken_file is None and not self.username:
-            raise ValueError("username is required to log in with a password")
+            raise field_problem("username", "field required to log in with a password")
         return self
 
     def secret_values(self) -> list[str]:
