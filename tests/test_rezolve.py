@@ -170,3 +170,45 @@ def test_requests_within_a_source_respect_max_concurrency(rezolve: RezolveSimula
     )
     assert outcome(exporter) == (True, {})
     assert time.monotonic() - started >= 5 * 0.3  # one at a time: the delays add up
+
+
+def test_a_well_formed_answer_over_max_response_bytes_fails_the_poll(rezolve: RezolveSimulator) -> None:
+    for n in range(40):  # about 9 KB of valid JSON
+        rezolve.put(
+            TENANT_A, "sharepoint", rezolve_file(f"file-{n:03d}", "PARSE_ERROR", "x" * 150, time.time(), 0)
+        )
+    assert outcome(poll_once(rezolve.url, rezolve.token, max_response_bytes=65536)) == (True, {})
+    capped = poll_once(rezolve.url, rezolve.token, max_response_bytes=4096)
+    assert outcome(capped) == (False, {Reason.INVALID_RESPONSE: 1})
+    error = capped.states["rezolve-test"].last_error
+    assert error is not None and "body over 4096 bytes" in error.detail
+    # Sent without a length, it is cut while it is read.
+    rezolve.inject("/failed-files", mode="chunked")
+    streamed = poll_once(rezolve.url, rezolve.token, max_response_bytes=4096)
+    assert outcome(streamed) == (False, {Reason.INVALID_RESPONSE: 1})
+    rezolve.clear_faults()
+    assert outcome(poll_once(rezolve.url, rezolve.token, max_response_bytes=65536)) == (True, {})
+
+
+def test_two_platforms_of_one_tenant_may_share_a_file_id(rezolve: RezolveSimulator) -> None:
+    now = time.time()
+    rezolve.put(TENANT_A, "sharepoint", rezolve_file("file-001", "ACCESS_DENIED", "", now, 0))
+    rezolve.put(TENANT_A, "confluence", rezolve_file("file-001", "PARSE_ERROR", "", now, 0))
+    exporter = poll_once(
+        rezolve.url,
+        rezolve.token,
+        tenants=[
+            {
+                "tenant_id": TENANT_A,
+                "rezolve_domain": "acme.rezolve.ai",
+                "platforms": ["sharepoint", "confluence"],
+            }
+        ],
+    )
+    result = exporter.states["rezolve-test"].result
+    assert result is not None
+    assert sorted(detail.id for detail in result.details.values()) == [
+        f"{TENANT_A}/confluence/file-001",
+        f"{TENANT_A}/sharepoint/file-001",
+    ]
+    assert sum(result.counts.values()) == 2

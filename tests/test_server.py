@@ -308,3 +308,29 @@ def test_bodies_made_out_of_order_never_replace_a_newer_one() -> None:
         assert (await bodies.get(snapshots[-1], False, False)).complete(b"") == snapshots[-1].text
 
     asyncio.run(scenario())
+
+
+def test_a_wrong_password_is_refused_after_the_right_one_was_accepted() -> None:
+    """Verified pairs are remembered: the memory must compare the password, not just the user."""
+    import base64
+
+    import bcrypt
+
+    from exporter.serving.auth import BasicAuth
+
+    def header(user: str, password: str) -> str:
+        return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+    auth = BasicAuth({"alice": bcrypt.hashpw(b"right", bcrypt.gensalt(rounds=4)).decode()})
+
+    async def scenario() -> list[bool]:
+        return [
+            await auth.check(header("alice", "right")),
+            await auth.check(header("alice", "wrong")),
+            await auth.check(header("alice", "right")),  # remembered
+            await auth.check(header("alice", "wrong")),
+            await auth.check(header("alice", "")),
+            await auth.check(header("mallory", "right")),
+        ]
+
+    assert asyncio.run(scenario()) == [True, False, True, False, False, False]

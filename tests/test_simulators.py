@@ -70,6 +70,11 @@ def test_broken_answers_break_on_the_wire_as_their_mode_says() -> None:
         whole = httpx.get(f"{sim.url}/data")
         assert whole.content == body and time.monotonic() - started >= len(body) * 0.001
 
+        sim.inject("/data", mode="chunked", times=1)
+        chunked = httpx.get(f"{sim.url}/data")
+        assert chunked.content == body and chunked.headers["transfer-encoding"] == "chunked"
+        assert "content-length" not in chunked.headers
+
         with pytest.raises(ValueError, match="mode must be one of"):
             sim.inject("/data", mode="explode")  # type: ignore[arg-type]
         assert httpx.post(f"{sim.url}/_sim/faults", json={"mode": "explode"}).status_code == 400

@@ -154,3 +154,15 @@ def test_a_job_that_vanished_fails_only_itself(unstructured: UnstructuredSimulat
     state = exporter.states["un"]
     assert (state.up, state.errors[Reason.HTTP_ERROR]) == (False, 1)
     assert sum(failure_series(exporter).values()) == 1
+
+
+@pytest.mark.parametrize("said", ["COMPLETED_WITH_ERRORS", "completed_with_errors", "Completed_With_Errors"])
+def test_a_completed_job_whose_details_say_it_had_errors_is_read_without_node_counts(
+    unstructured: UnstructuredSimulator, said: str
+) -> None:
+    wf = unstructured.add_workflow("kb", "s3")
+    quiet = job(unstructured, wf, "COMPLETED", HOUR, [("a.pdf", "timed out")])
+    quiet.node_failures, quiet.processing_status = 0, said  # the status alone says so
+    exporter = run_polls(source(unstructured))
+    assert failure_series(exporter) == {failed_key("un", "acme", "s3", "TIMEOUT", "0"): 1}
+    assert len(unstructured.calls(f"/jobs/{quiet.job_id}/failed-files")) == 1

@@ -27,8 +27,10 @@ from urllib.parse import parse_qs, urlsplit
 
 from aiohttp import web
 
-Mode = Literal["reset", "stall", "trickle"]
-MODES: tuple[Mode, ...] = ("reset", "stall", "trickle")
+# How an answer is sent when it is not sent whole: broken ("reset", "stall", "trickle"), or whole
+# but in chunks without a length ("chunked"), as servers that stream their JSON send it.
+Mode = Literal["reset", "stall", "trickle", "chunked"]
+MODES: tuple[Mode, ...] = ("reset", "stall", "trickle", "chunked")
 
 
 @dataclass(frozen=True)
@@ -290,8 +292,16 @@ def _to_aiohttp(response: SimResponse) -> web.Response:
 
 
 async def _broken(http: web.Request, answer: SimResponse, mode: Mode, delay: float) -> web.StreamResponse:
-    """Send ``answer``'s head with its full length, then break the body as ``mode`` says."""
+    """Send ``answer``'s head with its full length, then break the body as ``mode`` says; or, in
+    ``chunked`` mode, send it whole in chunks of 1 KiB with no length."""
     stream = web.StreamResponse(status=answer.status, headers=answer.headers)
+    if mode == "chunked":
+        stream.enable_chunked_encoding()
+        await stream.prepare(http)
+        for start in range(0, len(answer.body), 1024):
+            await stream.write(answer.body[start : start + 1024])
+        await stream.write_eof()
+        return stream
     stream.content_length = len(answer.body)
     await stream.prepare(http)
     if mode == "trickle":

@@ -24,6 +24,10 @@ class SimJob:
     created: float
     failed: list[tuple[str, str]] = field(default_factory=list)  # (document, error)
     processed: int = 10
+    # What its details say, where they differ from its failed files: node counts without the
+    # failures, a status spelt otherwise.
+    node_failures: int | None = None
+    processing_status: str | None = None
 
     def info(self, workflow_name: str) -> dict[str, Any]:
         return {
@@ -37,9 +41,11 @@ class SimJob:
         }
 
     def details(self) -> dict[str, Any]:
-        failures = len(self.failed)
+        failures = len(self.failed) if self.node_failures is None else self.node_failures
         status = self.status.upper()
-        processing = "COMPLETED_WITH_ERRORS" if status == "COMPLETED" and failures else status
+        processing = "COMPLETED_WITH_ERRORS" if status == "COMPLETED" and self.failed else status
+        if self.processing_status is not None:
+            processing = self.processing_status
         return {
             "id": self.job_id,
             "processing_status": "SUCCESS" if processing == "COMPLETED" else processing,
