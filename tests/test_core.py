@@ -857,9 +857,9 @@ ingestion_source_info{kind="rezolve",source="s"} 1.0
 # HELP ingestion_source_poll_interval_seconds The source's configured poll interval.
 # TYPE ingestion_source_poll_interval_seconds gauge
 ingestion_source_poll_interval_seconds{source="s"} 300.0
-# HELP ingestion_exporter_build_info Version of the exporter.
+# HELP ingestion_exporter_build_info Version of the exporter, the commit it runs from where known, and its Python's version.
 # TYPE ingestion_exporter_build_info gauge
-ingestion_exporter_build_info{version="VERSION"} 1.0
+ingestion_exporter_build_info{python_version="PYTHON",revision="REVISION",version="VERSION"} 1.0
 # HELP ingestion_exporter_config_last_reload_successful 1 if the latest (re)load of the configuration succeeded, else 0.
 # TYPE ingestion_exporter_config_last_reload_successful gauge
 ingestion_exporter_config_last_reload_successful 1.0
@@ -882,9 +882,11 @@ def golden_core() -> Core:
 
 
 def test_the_text_exposition_is_exactly_the_documented_families() -> None:
-    from exporter import __version__
+    from exporter.build import build_labels
 
-    assert golden_core().exporter.snapshot.text.decode() == GOLDEN_TEXT.replace("VERSION", __version__)
+    version, revision, python = build_labels()
+    expected = GOLDEN_TEXT.replace("VERSION", version).replace("REVISION", revision).replace("PYTHON", python)
+    assert golden_core().exporter.snapshot.text.decode() == expected
 
 
 def test_the_openmetrics_exposition_has_the_same_samples_and_ends_with_eof() -> None:
@@ -1583,3 +1585,14 @@ def test_a_render_of_many_tenants_pauses_in_every_family_it_sorts(monkeypatch: p
     list(render.lane_families(state, START, lambda: counted.append(1)))
     # discovered, resolved, the counts, oldest and newest: 1,200 keys each, grouped then yielded
     assert len(counted) == 5 * 2 * (1200 // render.CHUNK)
+
+
+def test_build_info_names_the_version_the_commit_and_python() -> None:
+    import platform
+    import subprocess
+
+    from exporter import __version__
+    from exporter.build import build_labels
+
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert build_labels() == (__version__, head.stdout.strip(), platform.python_version())

@@ -21,7 +21,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics import exposition as openmetrics
 
-from exporter import __version__
+from exporter.build import build_labels
 from exporter.pipeline.state import DURATION_BUCKETS, SourceState, shown
 from exporter.records import Reason
 
@@ -115,7 +115,12 @@ INTERVAL = Family(
     "The source's configured poll interval.",
     SOURCE,
 )
-BUILD = Family(GaugeMetricFamily, "ingestion_exporter_build_info", "Version of the exporter.", ("version",))
+BUILD = Family(
+    GaugeMetricFamily,
+    "ingestion_exporter_build_info",
+    "Version of the exporter, the commit it runs from where known, and its Python's version.",
+    ("version", "revision", "python_version"),
+)
 RELOAD_OK = Family(
     GaugeMetricFamily,
     "ingestion_exporter_config_last_reload_successful",
@@ -313,7 +318,7 @@ def render_exporter(
     """The exporter's own families: its build, the state of its configuration and, with
     ``state_dir``, the writes of the sources' states."""
     build, ok, at = BUILD.empty(), RELOAD_OK.empty(), RELOAD_AT.empty()
-    build.add_metric([__version__], 1)
+    build.add_metric(list(build_labels()), 1)
     ok.add_metric([], 1 if reload_successful else 0)
     if reload_success_at is not None:
         at.add_metric([], reload_success_at)
