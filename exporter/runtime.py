@@ -89,6 +89,7 @@ class Exporter:
         self._rules = tuple((r.pattern, r.error_type) for r in settings.classifier.rules)
         self._classifier = Classifier(self._rules)
         self._birth_delay = settings.counter_birth_delay
+        self._shard = (settings.shard.index, settings.shard.total)
         self.store: StateStore | None = None
         if settings.state_dir is not None:
             self.store = StateStore(settings.state_dir, settings.state_max_age, clock)
@@ -126,7 +127,9 @@ class Exporter:
         return None if self.store is None else self.store.writes
 
     def _render_own(self) -> Blocks:
-        return render_exporter(self._reload_successful, self._reload_success_at, self._state_writes)
+        return render_exporter(
+            self._reload_successful, self._reload_success_at, self._state_writes, shard=self._shard
+        )
 
     def _current_snapshot(self) -> Snapshot:
         return Snapshot((*(lane.blocks for lane in self.lanes.values()), self._own_blocks))
@@ -166,6 +169,7 @@ class Exporter:
         rules = tuple((r.pattern, r.error_type) for r in settings.classifier.rules)
         if rules != self._rules:
             self._rules, self._classifier = rules, Classifier(rules)
+        self._shard = (settings.shard.index, settings.shard.total)  # shown with the reload's outcome
         self.redactor.add(settings.secret_values())
         self.details_enabled = settings.failure_details.enabled
         self._birth_delay = settings.counter_birth_delay

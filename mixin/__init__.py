@@ -105,6 +105,7 @@ class Alerts(Strict):
     IngestionAccessDeniedBurst: AccessDeniedBurst
     IngestionSeriesCapHit: Alert
     IngestionExporterAbsent: Alert
+    IngestionShardMissing: Alert
 
 
 class NamedObject(Strict):
@@ -117,6 +118,8 @@ class Config(Strict):
     replica_labels: list[str] = Field(min_length=1)
     runbook_base_url: str
     exporter_url: str
+    # How Prometheus' alert links reach the exporter: https where its --web-config sets up TLS.
+    exporter_scheme: Literal["http", "https"] = "http"
     prometheus_rule: NamedObject
     dashboards_configmap: NamedObject
     alerts: Alerts

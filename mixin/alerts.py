@@ -74,8 +74,9 @@ def failures_url(config: Config, *labels: str, error_type: str | None = None) ->
     if error_type:
         query += f"&error_type={error_type}"
     page = f"/failures?format=html&{query}"
+    scheme = config.exporter_scheme
     if "instance" not in config.replica_labels or labels == ("source",):
-        return f"http://{{{{ $labels.instance }}}}{page}"
+        return f"{scheme}://{{{{ $labels.instance }}}}{page}"
     matchers = ", ".join(m for m in (FILE_SERIES, config.selector, *(f"{label}=%q" for label in labels)) if m)
     lookup = (
         f"query (printf `max by (instance) ({{{matchers}}})` "
@@ -85,7 +86,7 @@ def failures_url(config: Config, *labels: str, error_type: str | None = None) ->
     holder = (
         f'{{{{ with {lookup} }}}}{{{{ . | sortByLabel "instance" | first | label "instance" }}}}{{{{ end }}}}'
     )
-    return f"http://{holder}{page}"
+    return f"{scheme}://{holder}{page}"
 
 
 def alert(
@@ -230,6 +231,20 @@ def alerting_rules(config: Config) -> list[Rule]:
             f"Prometheus has no healthy target matching {{{sel()}}}: nothing watches ingestion"
             " failures, and every other ingestion alert is silent.",
             None,  # no exporter to link to
+        ),
+        alert(
+            config,
+            "IngestionShardMissing",
+            # Distinct shard ordinals up (identical replicas of a shard count once) against the
+            # shard count they were given, as kube-state-metrics' sharding advises.
+            f"max by (job) (ingestion_exporter_total_shards{{{sel()}}})\n"
+            "  - count by (job) (count_values by (job) "
+            f'("shard", ingestion_exporter_shard_ordinal{{{sel()}}}))\n'
+            "  > 0",
+            '{{ $value | printf "%.0f" }} shard(s) of {{ $labels.job }} not up',
+            '{{ $value | printf "%.0f" }} of the shards of job {{ $labels.job }} export nothing: the'
+            " tenants assigned to them are watched by no one, and their failures page nobody.",
+            None,  # the missing shard is the exporter to link to
         ),
     ]
 

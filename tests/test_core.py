@@ -866,6 +866,12 @@ ingestion_exporter_config_last_reload_successful 1.0
 # HELP ingestion_exporter_config_last_reload_success_timestamp_seconds Time of the latest successful (re)load of the configuration.
 # TYPE ingestion_exporter_config_last_reload_success_timestamp_seconds gauge
 ingestion_exporter_config_last_reload_success_timestamp_seconds 1.765e+09
+# HELP ingestion_exporter_shard_ordinal This exporter's shard (shard.index).
+# TYPE ingestion_exporter_shard_ordinal gauge
+ingestion_exporter_shard_ordinal 0.0
+# HELP ingestion_exporter_total_shards How many shards the sources' tenants are split across (shard.total).
+# TYPE ingestion_exporter_total_shards gauge
+ingestion_exporter_total_shards 1.0
 """
 
 
@@ -1596,3 +1602,9 @@ def test_build_info_names_the_version_the_commit_and_python() -> None:
 
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
     assert build_labels() == (__version__, head.stdout.strip(), platform.python_version())
+
+
+def test_the_shard_is_exported_as_kube_state_metrics_does() -> None:
+    samples = Core(shard={"index": 2, "total": 3}).samples()
+    assert samples[("ingestion_exporter_shard_ordinal", frozenset())] == 2
+    assert samples[("ingestion_exporter_total_shards", frozenset())] == 3

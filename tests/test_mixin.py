@@ -121,3 +121,15 @@ def test_check_names_an_out_of_date_file(tmp_path: Path) -> None:
     result = mixin("--out-dir", str(out), "--check")
     assert result.returncode == 1
     assert "prometheusrule.yaml" in result.stderr and "overview.json" not in result.stderr
+
+
+def test_the_alert_links_follow_the_exporters_scheme(tmp_path: Path) -> None:
+    (tmp_path / "tls.yml").write_text("exporter_scheme: https\n")
+    assert mixin("--config", str(tmp_path / "tls.yml"), "--out-dir", str(tmp_path)).returncode == 0
+    linked = [
+        r
+        for r in alerts(tmp_path / "ingestion-failures.rules.yml").values()
+        if "failures_url" in r["annotations"]
+    ]
+    assert len(linked) == 8
+    assert all(str(r["annotations"]["failures_url"]).startswith("https://") for r in linked)  # type: ignore[index]

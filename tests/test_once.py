@@ -156,6 +156,8 @@ def test_once_prints_exactly_the_spec_series(
         "ingestion_source_poll_interval_seconds",
         "ingestion_exporter_config_last_reload_successful",
         "ingestion_exporter_config_last_reload_success_timestamp_seconds",
+        "ingestion_exporter_shard_ordinal",
+        "ingestion_exporter_total_shards",
     }
     assert samples[("ingestion_source_records_scanned", frozenset({("source", "rezolve")}))] == 4
     assert samples[("ingestion_source_info", frozenset({("source", "table"), ("kind", "azure_table")}))] == 1

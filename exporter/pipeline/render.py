@@ -133,6 +133,19 @@ RELOAD_AT = Family(
     "Time of the latest successful (re)load of the configuration.",
     (),
 )
+# As kube-state-metrics names them: an alert compares the shards up with the shards there are.
+SHARD_ORDINAL = Family(
+    GaugeMetricFamily,
+    "ingestion_exporter_shard_ordinal",
+    "This exporter's shard (shard.index).",
+    (),
+)
+TOTAL_SHARDS = Family(
+    GaugeMetricFamily,
+    "ingestion_exporter_total_shards",
+    "How many shards the sources' tenants are split across (shard.total).",
+    (),
+)
 STATE_WRITTEN = Family(
     GaugeMetricFamily,
     "ingestion_exporter_state_last_write_success_timestamp_seconds",
@@ -163,7 +176,15 @@ LANE_FAMILIES: tuple[Family, ...] = (
     INFO,
     INTERVAL,
 )
-EXPORTER_FAMILIES: tuple[Family, ...] = (BUILD, RELOAD_OK, RELOAD_AT, STATE_WRITTEN, STATE_WRITE_ERRORS)
+EXPORTER_FAMILIES: tuple[Family, ...] = (
+    BUILD,
+    RELOAD_OK,
+    RELOAD_AT,
+    SHARD_ORDINAL,
+    TOTAL_SHARDS,
+    STATE_WRITTEN,
+    STATE_WRITE_ERRORS,
+)
 FAMILIES = LANE_FAMILIES + EXPORTER_FAMILIES
 # Families that only some setups have samples of (state_dir; a platform that reports rows): left
 # out entirely, headers too, where none has.
@@ -313,16 +334,23 @@ class StateWrites:
 
 
 def render_exporter(
-    reload_successful: bool, reload_success_at: float | None, state_writes: StateWrites | None = None
+    reload_successful: bool,
+    reload_success_at: float | None,
+    state_writes: StateWrites | None = None,
+    *,
+    shard: tuple[int, int] = (0, 1),
 ) -> Blocks:
-    """The exporter's own families: its build, the state of its configuration and, with
-    ``state_dir``, the writes of the sources' states."""
+    """The exporter's own families: its build, the state of its configuration, its shard and,
+    with ``state_dir``, the writes of the sources' states."""
     build, ok, at = BUILD.empty(), RELOAD_OK.empty(), RELOAD_AT.empty()
     build.add_metric(list(build_labels()), 1)
     ok.add_metric([], 1 if reload_successful else 0)
     if reload_success_at is not None:
         at.add_metric([], reload_success_at)
-    families = [build, ok, at]
+    ordinal, total = SHARD_ORDINAL.empty(), TOTAL_SHARDS.empty()
+    ordinal.add_metric([], shard[0])
+    total.add_metric([], shard[1])
+    families = [build, ok, at, ordinal, total]
     if state_writes is not None:
         written, errors = STATE_WRITTEN.empty(), STATE_WRITE_ERRORS.empty()
         if state_writes.last_success is not None:
