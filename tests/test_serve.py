@@ -320,7 +320,7 @@ def test_a_bad_web_config_is_a_config_error(tmp_path: Path) -> None:
     result = run_cli("--check", "--web-config", str(tmp_path / "web.yml"), config={}, tmp_path=tmp_path)
     assert result.code == 2
     assert result.stderr.strip().splitlines() == [
-        "web_config.tls_server_config.key_file: field required",
+        "web_config.tls_server_config.key_file: field required: give key_file (or key, inline)",
         "web_config.extra: unknown key",
     ]
 

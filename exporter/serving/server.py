@@ -215,12 +215,20 @@ class WebServer:
         try:
             response = await handler(request)
             response.headers.setdefault("Server", f"ingestion-failure-exporter/{__version__}")
+            response.headers.update(self._config.http_server_config.headers)
             return response
         finally:
             self._guard.request_ended(request.transport)
 
     @web.middleware
     async def _authenticated(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        transport = request.transport
+        if not self._config.allows(transport.get_extra_info("peercert") if transport else None):
+            # Go's toolkit ends such a handshake; here the certificate is read after it, so the
+            # request is refused and the connection closed.
+            response = web.Response(status=403, text="client certificate not allowed\n")
+            response.force_close()
+            return response
         auth = self._auth
         if auth.enabled and not await auth.check(request.headers.get("Authorization")):
             return web.Response(
