@@ -1,4 +1,4 @@
-"""The command line (SPEC section 2)."""
+"""The command line (docs/reference.md, Command line)."""
 
 from __future__ import annotations
 
@@ -168,8 +168,8 @@ async def run_once(settings: Settings, failures: Path | None = None) -> int:
 
 
 class Service:
-    """Serve mode: the lanes on their schedule, the HTTP server, and the lifecycle of SPEC
-    section 2 (reload on SIGHUP or POST /-/reload; stop on SIGTERM or SIGINT)."""
+    """Serve mode: the lanes on their schedule, the HTTP server, and their lifecycle (reload on
+    SIGHUP or POST /-/reload; stop on SIGTERM or SIGINT; docs/reference.md, Command line)."""
 
     def __init__(self, files: ConfigFiles, settings: Settings, exporter: Exporter, web: WebServer) -> None:
         self._files, self._settings = files, settings

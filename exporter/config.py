@@ -32,7 +32,8 @@ class ConfigError(Exception):
 
 
 class FailureDetails(Frozen):
-    """The drill-down of SPEC section 9: which files failed, kept per source, bounded."""
+    """``failure_details``: which files failed, kept per source, bounded (docs/reference.md,
+    Which files failed)."""
 
     enabled: bool = True
     max_records_per_source: int = Field(default=100_000, ge=1)
@@ -65,7 +66,8 @@ class ClassifierRule(Frozen):
 
 
 class ClassifierConfig(Frozen):
-    """``classifier``: the rules tried before the built-in ones (SPEC sections 3 and 6)."""
+    """``classifier``: the rules tried before the built-in ones (docs/reference.md, Error
+    types)."""
 
     rules: tuple[ClassifierRule, ...] = ()
 
@@ -79,7 +81,7 @@ def split_listen_address(value: str) -> tuple[str, int]:
 
 
 class Settings(BaseSettings):
-    """Top-level configuration (SPEC section 3). The environment wins over the file."""
+    """Top-level configuration (docs/reference.md, Configuration). The environment wins over the file."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True

@@ -79,8 +79,9 @@ def field_problem(field: str, message: str) -> PydanticCustomError:
 
 
 class SourceConfig(Frozen):
-    """Fields every source kind shares (SPEC section 3). A kind's model narrows ``kind`` to its
-    name (a ``Literal``), opens its source, and says whether its reads are incremental."""
+    """Fields every source kind shares (docs/reference.md, Configuration). A kind's model
+    narrows ``kind`` to its name (a ``Literal``), opens its source, and says whether its reads
+    are incremental."""
 
     secret_fields: ClassVar[tuple[str, ...]] = ()
     required_secrets: ClassVar[tuple[tuple[str, ...], ...]] = ()

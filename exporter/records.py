@@ -58,10 +58,10 @@ class PollError(Exception):
 class FailureRecord(NamedTuple):
     """One file that failed, as a source reads it, before classification.
 
-    ``identity`` names the record within its source across polls (SPEC section 8);
+    ``identity`` names the record within its source across polls (docs/reference.md, Platforms);
     ``scope`` is the unit that fails together (a tenant and platform, a job, a batch) so that a
     partial failure can keep that unit's previous records; ``name`` and ``location`` say which
-    file it is, for people (SPEC section 9), never for labels.
+    file it is, for people (docs/reference.md, Which files failed), never for labels.
 
     A named tuple: immutable, and made in a third of a frozen dataclass's time, which a poll of
     100,000 records pays 100,000 times.

@@ -150,7 +150,7 @@ class Exporter:
 
     @property
     def ready(self) -> bool:
-        """Every lane has published the outcome of one finished poll (SPEC section 5)."""
+        """Every lane has published the outcome of one finished poll (README, HTTP endpoints)."""
         return all(lane.published for lane in self.lanes.values())
 
     async def poll(self, name: str) -> bool:
@@ -163,9 +163,10 @@ class Exporter:
         return all(outcomes)
 
     async def apply(self, settings: Settings) -> Changes:
-        """A reloaded configuration (SPEC section 2): a source whose lane settings are unchanged
-        keeps its lane (state, counters, health); a new or changed one gets a fresh lane (its
-        first poll is its baseline); a removed one is stopped and its series disappear."""
+        """A reloaded configuration (docs/reference.md, Command line): a source whose lane
+        settings are unchanged keeps its lane (state, counters, health); a new or changed one gets
+        a fresh lane (its first poll is its baseline); a removed one is stopped and its series
+        disappear."""
         rules = tuple((r.pattern, r.error_type) for r in settings.classifier.rules)
         if rules != self._rules:
             self._rules, self._classifier = rules, Classifier(rules)

@@ -1,4 +1,4 @@
-"""AEP as it runs today (SPEC section 8): partially ingested batches, their failed rows, and a
+"""AEP as it runs today (docs/reference.md, Platforms): partially ingested batches, their failed rows, and a
 Data Access API that no longer serves some batches. Against the AEP simulator."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The error taxonomy of SPEC section 6, on messages as platforms really word them."""
+"""The error taxonomy of docs/reference.md, Error types, on messages as platforms really word them."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The counting core of SPEC section 4 (aggregation, state, rendering), driven poll by poll with a
+"""The counting core of docs/reference.md, Counting (aggregation, state, rendering), driven poll by poll with a
 controlled clock and a source whose every poll the test scripts. No network, no sleeps: these are
 the fast tests that the mutation run uses."""
 

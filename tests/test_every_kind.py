@@ -131,7 +131,7 @@ def test_once_with_every_kind_prints_exactly_the_spec_series(
     assert newest[series_key(source="aep", tenant="prod", platform="aep")] == pytest.approx(NOW - 600, abs=1)
     assert set(series(samples, "ingestion_failed_files_discovered_total").values()) == {0}
 
-    # The drill-down holds exactly the records the gauges count, each named as SPEC section 9 says.
+    # The drill-down holds exactly the records the gauges count, each named as docs/reference.md, Which files failed says.
     document = json.loads(failures_file.read_text())
     assert document["total"] == len(document["items"]) == 5 and document["truncated_sources"] == []
     counted: dict[Any, int] = {}

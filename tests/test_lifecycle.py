@@ -1,4 +1,4 @@
-"""The lifecycle of SPEC section 2 on the real program: reload on SIGHUP and POST /-/reload, an
+"""The lifecycle of docs/reference.md, Command line on the real program: reload on SIGHUP and POST /-/reload, an
 invalid configuration rejected while the old one keeps polling, and a stop with a poll in flight."""
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def test_sigterm_with_a_poll_in_flight_stops_at_once_without_a_traceback(
         eventually(lambda: rezolve.calls("failed-files"))  # the poll is waiting for its answer
         started = time.monotonic()
         assert served.stop(signal.SIGTERM, timeout=10) == 0
-        assert time.monotonic() - started < 5  # SPEC section 2: stop within 5 seconds
+        assert time.monotonic() - started < 5  # docs/reference.md, Command line: stop within 5 seconds
         log = served.stderr()
         assert "stopping" in log and "Traceback" not in log and "CancelledError" not in log
     finally:

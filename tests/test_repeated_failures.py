@@ -44,7 +44,7 @@ def counted_on_arrival(failures: list[tuple[str, str, float, str]], out: PollAgg
 
 
 def merged_then_counted(failures: list[tuple[str, str, float, str]]) -> PollResult:
-    """What the window means (SPEC section 8), written the plain way: merge every run's failures
+    """What the window means (docs/reference.md, Platforms), written the plain way: merge every run's failures
     first, then count one record per file."""
     runs: dict[str, list[tuple[float, str, str]]] = {}
     for file, message, when, run in failures:

@@ -1,4 +1,4 @@
-"""The metric semantics of SPEC section 4, driven through the Rezolve simulator over HTTP."""
+"""The metric semantics of docs/reference.md, Counting, driven through the Rezolve simulator over HTTP."""
 
 from __future__ import annotations
 

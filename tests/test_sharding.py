@@ -1,4 +1,4 @@
-"""Sharding at scale (SPEC section 7): three shards over hundreds of tenants of every kind of
+"""Sharding at scale (docs/reference.md, Sharding): three shards over hundreds of tenants of every kind of
 unit. Their union is the unsharded exporter's output with no series on two shards, and each
 shard's polls do only its own share of the requests and reads."""
 

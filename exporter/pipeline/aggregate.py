@@ -92,7 +92,7 @@ class PollAggregator:
         self._retry_labels = [retry_label(n, retry_count_cap) for n in range(max(retry_count_cap, 0) + 1)]
         self._rows: dict[Key, int] = {}
         self.failures: dict[str, PollError] = {}
-        # What a source says of its poll for people, each once (SPEC section 8, AEP's fallback).
+        # What a source says of its poll for people, each once (docs/reference.md, Platforms, AEP's fallback).
         self.warnings: list[str] = []
         self._limits = details
         self._earlier: Mapping[Key, Detail] = earlier or {}
@@ -195,7 +195,7 @@ class PollAggregator:
             self._watermark = moment
 
     def fail(self, scope: str, error: PollError) -> None:
-        """One part of the poll failed; its previous records are kept (SPEC section 4)."""
+        """One part of the poll failed; its previous records are kept (docs/reference.md, Counting)."""
         self.failures.setdefault(scope, error)
 
     def warn(self, message: str) -> None:

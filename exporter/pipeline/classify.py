@@ -1,4 +1,4 @@
-"""The cross-platform error taxonomy (SPEC section 6)."""
+"""The cross-platform error taxonomy (docs/reference.md, Error types)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from functools import lru_cache
 UNKNOWN = "UNKNOWN"
 _WELL_FORMED_TYPE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 
-# First match wins. Each pattern recognizes the phrases SPEC section 6 lists, as real messages
-# word them ("Access to the path 'X' is denied.", "File size exceeds the limit", ...). A phrase
+# First match wins. Each pattern recognizes the phrases of docs/reference.md, Error types, as
+# real messages word them ("Access to the path 'X' is denied.", "File size exceeds the limit", ...). A phrase
 # matches at the start of a word ("xdm" in "xdmEntity", "throttl" in "throttled"; "ocr" not in
 # "mediocre"); a number only as a whole number.
 BUILT_IN_RULES: tuple[tuple[str, str], ...] = (

@@ -1,6 +1,6 @@
-"""The metrics of SPEC section 4 as exposition bytes, the kube-state-metrics way: a lane renders
-its own samples when its poll ends, and a scrape only joins every lane's block under each family's
-header, once per family. Sample lines are the same in both formats; only the headers differ."""
+"""The metrics (docs/reference.md, Counting) as exposition bytes, the kube-state-metrics way: a
+lane renders its own samples when its poll ends, and a scrape only joins every lane's block under
+each family's header, once per family. Sample lines are the same in both formats; only the headers differ."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ TENANT_PLATFORM = ("source", "tenant", "platform")
 
 @dataclass(frozen=True, slots=True)
 class Family:
-    """One metric family of SPEC section 4: its type, name, help and label names."""
+    """One metric family of docs/reference.md, Counting: its type, name, help and label names."""
 
     kind: type[GaugeMetricFamily] | type[CounterMetricFamily] | type[HistogramMetricFamily]
     name: str

@@ -44,9 +44,10 @@ class Entry(NamedTuple):
 
 
 class Detail(NamedTuple):
-    """What a person reads of a record (SPEC section 9), kept apart from what is counted and only
-    when the drill-down is on. Locations mostly end with the name under a folder shared by many
-    files: that folder is kept once, and ``under_folder`` says the name completes it."""
+    """What a person reads of a record (docs/reference.md, Which files failed), kept apart from
+    what is counted and only when the drill-down is on. Locations mostly end with the name under
+    a folder shared by many files: that folder is kept once, and ``under_folder`` says the name
+    completes it."""
 
     id: str  # the identity's parts joined by "/"
     name: str
@@ -124,7 +125,7 @@ class PollResult:
     dropped: int
     details: Mapping[Key, Detail] = field(default_factory=dict)
     details_truncated: bool = False
-    # The row counts of the records that have one (SPEC section 8: AEP), by key; few sources
+    # The row counts of the records that have one (docs/reference.md, Platforms: AEP), by key; few sources
     # have them, so they are kept beside the entries rather than in each of them.
     rows: Mapping[Key, int] = field(default_factory=dict)
     failed_rows: Mapping[RowsKey, int] = field(default_factory=dict)

@@ -1,4 +1,4 @@
-"""Horizontal sharding (SPEC section 7): each (source, tenant) pair belongs to one shard."""
+"""Horizontal sharding (docs/reference.md, Sharding): each (source, tenant) pair belongs to one shard."""
 
 from __future__ import annotations
 

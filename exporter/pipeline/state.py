@@ -43,7 +43,7 @@ class SourceState:
     last_poll_end: float | None = None
     last_success: float | None = None
     last_error: PollError | None = None
-    # What the latest poll warned of without failing (SPEC section 8: AEP's fallback).
+    # What the latest poll warned of without failing (docs/reference.md, Platforms: AEP's fallback).
     warnings: tuple[str, ...] = ()
     discovered: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     resolved: Counter[tuple[str, str]] = field(default_factory=Counter)

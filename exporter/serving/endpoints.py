@@ -1,4 +1,4 @@
-"""The endpoints of SPEC section 5, reading only a small read-only view of the exporter."""
+"""The endpoints of README, HTTP endpoints, reading only a small read-only view of the exporter."""
 
 from __future__ import annotations
 

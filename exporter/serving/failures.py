@@ -1,6 +1,6 @@
-"""``GET /failures`` (SPEC section 9): which files failed, filtered, ordered and paged, as JSON,
-CSV or a page for people. Reads the details each lane kept of its latest successful poll: the
-same records the gauges count."""
+"""``GET /failures`` (docs/reference.md, Which files failed): which files failed, filtered,
+ordered and paged, as JSON, CSV or a page for people. Reads the details each lane kept of its
+latest successful poll: the same records the gauges count."""
 
 from __future__ import annotations
 

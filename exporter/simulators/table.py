@@ -71,7 +71,7 @@ def failure_entity(
     platform_type: str | None = None,
     content_type: str | None = None,
 ) -> dict[str, Any]:
-    """An entity as the Rezolve service stores it (SPEC section 8)."""
+    """An entity as the Rezolve service stores it (docs/reference.md, Platforms)."""
     entity: dict[str, Any] = {
         "PartitionKey": tenant,
         "RowKey": file_id,

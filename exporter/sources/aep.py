@@ -7,7 +7,7 @@ credentials), renewed before it expires. Batches come from the Catalog
 (``GET /data/foundation/catalog/batches?status=…&createdAfter=…``, paged with ``start``/``limit``,
 an object keyed by batch id), in two reads at once: failed batches (``failed,failure``) and
 finished ones (``success,active``), of which those with a failed record count above 0 are
-partially ingested (SPEC section 8). The Catalog cannot filter on ``metrics.failedRecordCount``
+partially ingested (docs/reference.md, Platforms). The Catalog cannot filter on ``metrics.failedRecordCount``
 (its ``property`` filter takes top-level fields only), so the second read asks for the few
 fields it needs of every finished batch and keeps the partial ones itself.
 

@@ -259,7 +259,8 @@ def plain(value: Any) -> Any:
 
 
 def table_error(exc: AzureError, table: str) -> PollError:
-    """One SPEC reason for every way the table service can fail, with what the service said."""
+    """One reason (docs/reference.md, Counting) for every way the table service can fail,
+    with what the service said."""
     said = excerpt(str(exc.message or "").split("\n", 1)[0]) if isinstance(exc, HttpResponseError) else ""
     where = f"table {table!r}"
     if isinstance(exc, ResourceNotFoundError):

@@ -124,7 +124,7 @@ def slug(text: str) -> str:
 
 class RepeatedFailures(Generic[IdentityT]):
     """Merges failures of the same identity across the runs (jobs) of a window into one record
-    whose retry count is the number of *other* runs it failed in (SPEC section 8).
+    whose retry count is the number of *other* runs it failed in (docs/reference.md, Platforms).
 
     A record reaches the sink when its first run answers, and is revised there each time
     another run repeats it: a poll counts its records while the other answers are on the way,

@@ -162,7 +162,8 @@ class CommvaultSource(SingleTenantSource[CommvaultConfig]):
         async def items_of(job: Job) -> None:
             # Counted as each job's answer comes, while the others are still on the way.
             scope = scope_of(job)
-            folder = f"{job.client}/{job.subclient}:"  # SPEC section 9: an item's location
+            # An item's location (docs/reference.md, Which files failed).
+            folder = f"{job.client}/{job.subclient}:"
             for entity, message in await self._items_of(job):
                 identity = (tenant, job.platform, job.client, job.subclient, entity)
                 seen.add(identity, job.platform, message, job.ended, scope, name_of(entity), folder + entity)
@@ -241,7 +242,8 @@ def scope_of(job: Job) -> str:
 
 
 def name_of(entity: str) -> str:
-    """SPEC section 9: an item's name is the last element of its path (either separator)."""
+    """An item's name is the last element of its path, either separator (docs/reference.md,
+    Which files failed)."""
     return entity.replace("\\", "/").rstrip("/").rpartition("/")[2] or entity
 
 

@@ -1,5 +1,5 @@
 """The one HTTP client every HTTP source uses: concurrency, timeouts, retries, size limits,
-and the mapping of every failure to one SPEC reason.
+and the mapping of every failure to one reason (docs/reference.md, Counting).
 
 It is aiohttp's client: a poll that fans out to hundreds of requests is bound by the client's
 CPU per request, and aiohttp's is a fifth of httpx's (docs/performance.md, "HTTP fan-out").

@@ -77,7 +77,7 @@ class UnstructuredSource(SingleTenantSource[UnstructuredConfig]):
                 asked = platforms[job.workflow_id] = asyncio.ensure_future(self._platform_of(job.workflow_id))
             platform = await asked
             for document, message in files:
-                # SPEC section 9: the document is the name, its workflow the location.
+                # The document is the name, its workflow the location (docs/reference.md).
                 identity = (self.tenant, job.workflow_id, document)
                 seen.add(identity, platform, message, job.created, scope, document, job.workflow_id)
 
