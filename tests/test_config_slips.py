@@ -14,17 +14,12 @@ import yaml
 from exporter.config import ConfigError, build_settings, config_warnings, load_config
 from exporter.redact import Redactor
 from tests.conftest import TENANT_A, run_cli
+from tests.test_config import rezolve as config_source
 
 
 def rezolve(name: str = "rezolve-prod", **extra: Any) -> dict[str, Any]:
-    return {
-        "name": name,
-        "kind": "rezolve",
-        "base_url": "https://ingest.example.com/",
-        "token": "a-long-enough-token",
-        "tenants": [{"tenant_id": TENANT_A, "rezolve_domain": "acme.rezolve.ai"}],
-        **extra,
-    }
+    """test_config's source, with a token long enough not to be warned about."""
+    return config_source(name, **{"token": "a-long-enough-token", **extra})
 
 
 def problems_of(text: str, tmp_path: Path) -> list[str]:
