@@ -55,6 +55,7 @@ class ScriptedSource(Source[Any]):
         self.takes = 0.0
         self.hang = False
         self.abandoned = False
+        self.warnings: list[str] = []
 
     async def poll(self, out: RecordSink) -> None:
         self.clock.advance(self.takes)
@@ -66,6 +67,8 @@ class ScriptedSource(Source[Any]):
                 raise
         if self.error is not None:
             raise self.error
+        for warning in self.warnings:
+            out.warn(warning)
         for scope, error in self.failed_parts.items():
             out.fail(scope, error)
         for record in self.records:
@@ -1618,3 +1621,112 @@ def test_the_shard_is_exported_as_kube_state_metrics_does() -> None:
     samples = Core(shard={"index": 2, "total": 3}).samples()
     assert samples[("ingestion_exporter_shard_ordinal", frozenset())] == 2
     assert samples[("ingestion_exporter_total_shards", frozenset())] == 3
+
+
+def test_a_reload_shows_the_new_shard() -> None:
+    core = Core()
+    wanted = settings_of("s", sources={"s": {"token": "unused"}}, shard={"index": 1, "total": 2})
+    core.run(core.exporter.apply(wanted))
+    core.exporter.record_reload(True)
+    samples = core.samples()
+    assert samples[("ingestion_exporter_shard_ordinal", frozenset())] == 1
+    assert samples[("ingestion_exporter_total_shards", frozenset())] == 2
+
+
+def test_a_secret_of_eight_characters_is_redacted_inside_words_and_a_shorter_one_only_alone() -> None:
+    from exporter.redact import Redactor
+
+    redactor = Redactor(["8chars!!", "7chars!"])
+    assert redactor.scrub("x8chars!!x") == "x<redacted>x"
+    assert redactor.scrub("a7chars!b 7chars!") == "a7chars!b <redacted>"
+
+
+def test_rows_are_summed_per_tenant_platform_and_error_type_over_retry_counts() -> None:
+    core = Core()
+    core.source.records = [
+        record("a")._replace(rows=5),
+        record("b", retry=2)._replace(rows=7),
+        record("c"),  # no row count: counted as a file, not as rows
+        record("d", error_type="TIMEOUT")._replace(rows=1),
+    ]
+    core.poll()
+    rows = core.series("ingestion_failed_rows")
+    assert rows == {
+        series_key(source="s", tenant="t1", platform=SP, error_type="PARSE_ERROR"): 12,
+        series_key(source="s", tenant="t1", platform=SP, error_type="TIMEOUT"): 1,
+    }
+
+
+def test_a_polls_warnings_are_logged_once_and_kept_until_the_next_poll(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    core = Core()
+    core.source.warnings = ["the archive is read-only", "the archive is read-only", "another"]
+    with caplog.at_level(logging.WARNING):
+        core.poll()
+    state = core.exporter.states["s"]
+    assert state.warnings == ("the archive is read-only", "another")
+    assert [r.getMessage() for r in caplog.records] == [
+        "source s: the archive is read-only",
+        "source s: another",
+    ]
+    core.source.warnings = []
+    core.source.error = PollError(Reason.HTTP_ERROR, "HTTP 500")
+    core.poll()
+    assert state.warnings == ()
+    core.source.error = None
+    core.source.warnings = ["once more"]
+    core.poll()
+    core.source.warnings = []
+    core.poll()
+    assert state.warnings == ()
+
+
+def test_a_failed_parts_records_keep_their_rows() -> None:
+    core = Core()
+    core.source.records = [record("a")._replace(rows=5), record("b", platform="servicenow")._replace(rows=2)]
+    core.poll()
+    core.source.failed_parts = {"t1/sharepoint": PollError(Reason.HTTP_ERROR, "HTTP 500")}
+    core.source.records = [record("b", platform="servicenow")._replace(rows=3)]
+    core.poll()
+    result = core.exporter.states["s"].result
+    assert result is not None and sorted(result.rows.values()) == [3, 5]
+    assert core.series("ingestion_failed_rows") == {
+        series_key(source="s", tenant="t1", platform=SP, error_type="PARSE_ERROR"): 5,
+        series_key(source="s", tenant="t1", platform="servicenow", error_type="PARSE_ERROR"): 3,
+    }
+
+
+def test_a_revised_record_is_counted_with_its_rows_as_they_are_now() -> None:
+    from exporter.pipeline.aggregate import PollAggregator
+    from exporter.pipeline.classify import Classifier
+
+    def revised(now: FailureRecord) -> Any:
+        out = PollAggregator(
+            classifier=Classifier(()),
+            retry_count_cap=5,
+            max_series=100,
+            owns_tenant=lambda t: True,
+            deadline=0.0,
+        )
+        out.add(record("a")._replace(rows=5))
+        out.revise(now)
+        return out.finish(None)
+
+    assert revised(record("a", retry=1)).failed_rows == {}
+    assert dict(revised(record("a", retry=1)._replace(rows=9)).failed_rows) == {("t1", SP, "PARSE_ERROR"): 9}
+
+
+def test_the_process_metrics_in_each_format() -> None:
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from exporter.pipeline.render import render_process
+
+    text = render_process(False).decode()
+    openmetrics = render_process(True).decode()
+    assert "# EOF" not in openmetrics  # the exposition's own trailer follows
+    for families in (text_string_to_metric_families(text), openmetrics_families(openmetrics + "# EOF\n")):
+        found = {f.name: f.samples[0].value for f in families}
+        assert found["process_cpu_seconds"] > 0 and found["process_open_fds"] >= 3
+        assert found["process_start_time_seconds"] > START - 10 * 365 * 86400
