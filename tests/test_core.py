@@ -1588,13 +1588,16 @@ def test_a_render_of_many_tenants_pauses_in_every_family_it_sorts(monkeypatch: p
     from exporter.pipeline import render
 
     core = Core(max_series_per_source=5000)
-    core.source.records = [record(f"f{i}", tenant=f"tenant-{i}", failed_at=START - i) for i in range(1200)]
+    core.source.records = [
+        record(f"f{i}", tenant=f"tenant-{i}", failed_at=START - i)._replace(rows=i) for i in range(1200)
+    ]
     core.poll()
     state = core.exporter.states["s"]
     counted: list[int] = []
     list(render.lane_families(state, START, lambda: counted.append(1)))
-    # discovered, resolved, the counts, oldest and newest: 1,200 keys each, grouped then yielded
-    assert len(counted) == 5 * 2 * (1200 // render.CHUNK)
+    # discovered, resolved, the counts, the rows, oldest and newest: 1,200 keys each, grouped then
+    # yielded
+    assert len(counted) == 6 * 2 * (1200 // render.CHUNK)
 
 
 def test_build_info_names_the_version_the_commit_and_python() -> None:
@@ -1730,3 +1733,10 @@ def test_the_process_metrics_in_each_format() -> None:
         found = {f.name: f.samples[0].value for f in families}
         assert found["process_cpu_seconds"] > 0 and found["process_open_fds"] >= 3
         assert found["process_start_time_seconds"] > START - 10 * 365 * 86400
+
+
+def test_a_secret_inside_a_longer_one_is_redacted_after_it_whatever_their_alphabetical_order() -> None:
+    from exporter.redact import Redactor
+
+    # "secret-value" sorts after "a-long-secret-value": only the length decides which goes first.
+    assert Redactor(["secret-value", "a-long-secret-value"]).scrub("[a-long-secret-value]") == "[<redacted>]"
