@@ -7,7 +7,7 @@ import os
 import re
 import tempfile
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -122,16 +122,6 @@ class Settings(BaseSettings):
             raise ValueError(f"cannot create or write {str(value)!r}: {exc.strerror or exc}") from None
         return value
 
-    @field_validator("sources")
-    @classmethod
-    def _names_unique(cls, sources: tuple[AnySourceConfig, ...]) -> tuple[AnySourceConfig, ...]:
-        seen: set[str] = set()
-        for source in sources:
-            if source.name in seen:
-                raise ValueError(f"duplicate source name {source.name!r}")
-            seen.add(source.name)
-        return sources
-
     @classmethod
     def settings_customise_sources(
         cls,
@@ -233,14 +223,10 @@ def _with_an_item_error(error: Mapping[str, Any], errors: list[Any]) -> bool:
     )
 
 
-def duplicate_names(document: Mapping[str, Any]) -> list[str]:
-    """Source names given twice, read from the document itself: said with every other problem,
-    not only once each source is valid."""
-    sources = document.get("sources")
-    if not isinstance(sources, list):
-        return []
-    names = Counter(s["name"] for s in sources if isinstance(s, dict) and isinstance(s.get("name"), str))
-    return [f"sources: duplicate source name {name!r}" for name, count in names.items() if count > 1]
+def duplicate_names(names: Iterable[Any]) -> list[str]:
+    """The problem of each source name given twice (the one place they are checked)."""
+    counted = Counter(name for name in names if isinstance(name, str))
+    return [f"sources: duplicate source name {name!r}" for name, count in counted.items() if count > 1]
 
 
 def load_config(path: Path, env: Mapping[str, str] | None = None) -> Settings:
@@ -269,18 +255,20 @@ def build_settings(document: dict[str, Any], env: Mapping[str, str] | None = Non
     data = interpolate(document, os.environ if env is None else env, "", problems)
     if problems:
         raise ConfigError(problems)
-    duplicates = duplicate_names(data)
     try:
-        return Settings(**data)
+        settings = Settings(**data)
     except ValidationError as exc:
         errors = exc.errors()
-        problems = [
-            line
-            for e in errors
-            if not _with_an_item_error(e, errors)
-            and (line := describe(e)) not in duplicates  # the validator's, once the items are valid
-        ]
-        raise ConfigError(problems + duplicates) from None
+        problems = [describe(e) for e in errors if not _with_an_item_error(e, errors)]
+        # Read from the document itself: said with every other problem, not only once each
+        # source is valid.
+        sources = data.get("sources")
+        written = [s.get("name") for s in sources if isinstance(s, dict)] if isinstance(sources, list) else []
+        raise ConfigError(problems + duplicate_names(written)) from None
+    duplicates = duplicate_names(source.name for source in settings.sources)  # the environment's too
+    if duplicates:
+        raise ConfigError(duplicates)
+    return settings
 
 
 def config_warnings(settings: Settings, env: Mapping[str, str]) -> list[str]:

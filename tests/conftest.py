@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -83,6 +85,45 @@ def eventually(check: Callable[[], Any], deadline_seconds: float = 20.0, every: 
             return last
         time.sleep(every)
     raise AssertionError(f"condition not met within {deadline_seconds}s (last: {last!r})")
+
+
+@dataclass
+class Listening:
+    """A program started by ``listening``; ``out`` and ``err`` hold what it printed, once stopped."""
+
+    url: str
+    process: subprocess.Popen[str]
+    out: str = ""
+    err: str = ""
+
+
+@contextlib.contextmanager
+def listening(
+    argv: list[str],
+    cwd: Path,
+    *,
+    listen_flag: str = "--listen",
+    ready_seconds: float = 20.0,
+    auth: tuple[str, str] | None = None,
+) -> Iterator[Listening]:
+    """Run ``argv`` on a free loopback port until it is ready (``/readyz`` answers 200), then stop
+    it, the process it started and no other, with SIGTERM."""
+    port = free_port()
+    process = subprocess.Popen(
+        [*argv, listen_flag, f"127.0.0.1:{port}"],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    running = Listening(f"http://127.0.0.1:{port}", process)
+    try:
+        wait_for_port(port, process=process)
+        eventually(lambda: httpx.get(f"{running.url}/readyz", auth=auth).status_code == 200, ready_seconds)
+        yield running
+    finally:
+        process.terminate()
+        running.out, running.err = process.communicate(timeout=30)
 
 
 @dataclass(frozen=True)

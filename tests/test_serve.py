@@ -26,7 +26,16 @@ from exporter.config import build_settings
 from exporter.runtime import Exporter
 from exporter.scheduler import build_scheduler, jitter_for
 from exporter.simulators.rezolve import RezolveSimulator
-from tests.conftest import ROOT, TENANT_A, eventually, free_port, rezolve_file, rezolve_source, wait_for_port
+from tests.conftest import (
+    ROOT,
+    TENANT_A,
+    eventually,
+    free_port,
+    listening,
+    rezolve_file,
+    rezolve_source,
+    wait_for_port,
+)
 
 
 def test_endpoints(serve: Any, rezolve: RezolveSimulator) -> None:
@@ -382,30 +391,11 @@ def test_the_exporter_toolkit_flags_and_prometheus_health_paths(
     web_config.write_text(yaml.safe_dump({"basic_auth_users": {"prometheus": hashed}}))
     config = tmp_path / "config.yml"
     config.write_text(yaml.safe_dump({"poll_interval": "1h", "sources": [rezolve_source(rezolve)]}))
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "exporter",
-            "--config",
-            str(config),
-            "--web.listen-address",
-            f"127.0.0.1:{port}",
-            "--web.config.file",
-            str(web_config),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port, process=process)
-        url, auth = f"http://127.0.0.1:{port}", ("prometheus", "secret")
+    auth = ("prometheus", "secret")
+    argv = [sys.executable, "-m", "exporter", "--config", str(config), "--web.config.file", str(web_config)]
+    with listening(argv, ROOT, listen_flag="--web.listen-address", auth=auth) as running:
+        url = running.url
         assert httpx.get(f"{url}/-/healthy").status_code == 401  # the web config is in force
         assert httpx.get(f"{url}/-/healthy", auth=auth).status_code == 200
         eventually(lambda: httpx.get(f"{url}/-/ready", auth=auth).status_code == 200)
         assert httpx.get(f"{url}/readyz", auth=auth).status_code == 200
-    finally:
-        process.kill()
-        process.wait()
