@@ -61,7 +61,7 @@ demo: $(VENV)/.runtime $(AZURITE)
 lint: setup
 	$(BIN)/ruff check exporter tests bench mixin
 	$(BIN)/ruff format --check exporter tests bench mixin
-	$(BIN)/mypy exporter mixin
+	$(BIN)/mypy exporter mixin bench
 
 # Command 2 of the README: lint, types and the whole test suite against real parts.
 test: setup $(AZURITE) $(OPERATOR_MODELS) $(PROMETHEUS_TOOLS) $(CHROMIUM) lint

@@ -25,7 +25,7 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ AZURITE = ROOT / ".tools" / "node_modules" / ".bin" / "azurite-table"
 Row = tuple[str, str, str, str, str]  # target, variant, result, ratio, bound
 
 
-def median_of(samples: list[float]) -> float:
+def median_of(samples: Sequence[float]) -> float:
     return statistics.median(samples)
 
 
@@ -491,7 +491,14 @@ def rezolve_simulator(tenants: int, platforms: tuple[str, ...], files: int) -> A
                 simulator.put(
                     tenant,
                     kind,
-                    RezolveFile(f"file-{f}", "", "Unable to parse document content", now - f, f % 3),
+                    RezolveFile(
+                        f"file-{f}",
+                        f"file-{f}.pdf",
+                        "parse_error",
+                        "Unable to parse document content",
+                        now - f,
+                        f % 3,
+                    ),
                 )
     answered_once(simulator, "_failed_files")
     return simulator

@@ -305,7 +305,7 @@ def bench_poll_render(lanes: int, series: int) -> list[Row]:
                 yield from lane_families(state, time.time())
 
     def before() -> None:
-        generate_latest(Everything())  # type: ignore[arg-type]
+        generate_latest(Everything())
         openmetrics.generate_latest(Everything())  # type: ignore[no-untyped-call]
 
     everything = cpu_seconds(before)
@@ -357,7 +357,7 @@ def bench_scrape_during_render(seconds: float) -> list[Row]:
     loop.run(server.start())
     lane: Lane = next(iter(exporter.lanes.values()))
     busy, idle, renders, errors = scrapes_around(
-        server.port, loop, lambda: asyncio.to_thread(render_lane, lane.state), seconds
+        server.port, loop, lambda: asyncio.to_thread(render_lane, lane.state, time.time()), seconds
     )
     loop.run(server.stop())
     loop.close()
