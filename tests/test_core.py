@@ -1735,6 +1735,32 @@ def test_the_process_metrics_in_each_format() -> None:
         assert found["process_start_time_seconds"] > START - 10 * 365 * 86400
 
 
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_an_answer_is_remade_for_a_new_body_or_when_its_process_metrics_are_a_second_old(
+    gzipped: bool,
+) -> None:
+    import gzip
+
+    from exporter.pipeline.render import make_body
+    from exporter.serving.endpoints import Completed
+
+    now = [100.0]
+    completed = Completed(clock=lambda: now[0], max_age=1.0)
+    body = make_body(b"a 1\n", b"# EOF\n", gzipped)
+    first = completed.answer(body, True, gzipped)
+    text = gzip.decompress(first) if gzipped else first
+    assert text.startswith(b"a 1\n# HELP process_") and text.endswith(b"# EOF\n")
+    now[0] += 0.9
+    assert completed.answer(body, True, gzipped) is first  # the same bytes within the second
+    assert completed.answer(body, False, gzipped) is not first  # another format: its own answer
+    newer = make_body(b"a 2\n", b"# EOF\n", gzipped)
+    remade = completed.answer(newer, True, gzipped)  # a new snapshot's body: at once
+    assert (gzip.decompress(remade) if gzipped else remade).startswith(b"a 2\n")
+    now[0] += 1.0
+    again = completed.answer(newer, True, gzipped)
+    assert again is not remade and (gzip.decompress(again) if gzipped else again).startswith(b"a 2\n")
+
+
 def test_a_secret_inside_a_longer_one_is_redacted_after_it_whatever_their_alphabetical_order() -> None:
     from exporter.redact import Redactor
 

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import itertools
 import json
+import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, Protocol
 
@@ -154,6 +155,31 @@ class Bodies:
         return all(ready is snapshot for ready, _ in self._ready.values())
 
 
+# How old the process metrics in an answer may be. Every scrape reading /proc and completing the
+# body (the gzip stream on a copy of its compressor, or a copy of an uncompressed body) cost
+# more than the rest of a scrape: back-to-back scrapers got a third of the answers they had
+# before (docs/performance.md). Within a second the answer is the same bytes.
+PROCESS_MAX_AGE = 1.0
+
+
+class Completed:
+    """What /metrics answers: a snapshot's body completed with the process metrics, remade when
+    the body changes or the process metrics are ``max_age`` old."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, max_age: float = PROCESS_MAX_AGE) -> None:
+        self._clock, self._max_age = clock, max_age
+        self._answers: dict[tuple[bool, bool], tuple[Body, float, bytes]] = {}
+
+    def answer(self, made: Body, openmetrics: bool, gzipped: bool) -> bytes:
+        kind, now = (openmetrics, gzipped), self._clock()
+        known = self._answers.get(kind)
+        if known is not None and known[0] is made and now - known[1] < self._max_age:
+            return known[2]
+        body = made.complete(render_process(openmetrics))
+        self._answers[kind] = (made, now, body)
+        return body
+
+
 def source_report(exporter: ExporterView) -> dict[str, Any]:
     scrub = exporter.redactor.scrub
     report: dict[str, Any] = {}
@@ -180,13 +206,14 @@ def routes(exporter: ExporterView, reload: Reload | None) -> list[web.RouteDef]:
     """The endpoints; ``POST /-/reload`` only with a reload (``--enable-lifecycle``)."""
     bodies = Bodies()
     exporter.on_publish(bodies.refresh)
+    completed = Completed()
 
     async def metrics(request: web.Request) -> web.Response:
         openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
         gzipped = accepts_gzip(request.headers.get("Accept-Encoding", ""))
         made = await bodies.get(exporter.snapshot, openmetrics, gzipped)
-        # The process metrics are read now: they change between snapshots.
-        body = made.complete(render_process(openmetrics))
+        # The process metrics change between snapshots: read at most a second before.
+        body = completed.answer(made, openmetrics, gzipped)
         headers = {"Vary": "Accept, Accept-Encoding"}
         if gzipped:
             headers["Content-Encoding"] = "gzip"
