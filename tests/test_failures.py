@@ -163,6 +163,11 @@ def test_the_page_escapes_every_value(served: Served, query: str, accept: str) -
         ("?min_retry_count=many", "min_retry_count must be an integer, not 'many'"),
         ("?format=xml", "format must be one of json, csv, html, not 'xml'"),
         ("?limit=1&limit=2", "limit may be given once"),
+        (
+            "?group_by=file",
+            "group_by must be one of source, tenant, platform, error_type, message, not 'file'",
+        ),
+        ("?group_by=tenant&group_by=source", "group_by may be given once"),
     ],
 )
 def test_a_bad_parameter_is_400_with_the_reason(served: Served, query: str, reason: str) -> None:
@@ -196,3 +201,70 @@ def test_messages_are_cut_at_message_max_chars(serve: Any, rezolve: RezolveSimul
     running = start(serve, rezolve, failure_details={"message_max_chars": 12})
     [item] = get(running).json()["items"]
     assert item["message"] == "abcdefghijab"
+
+
+def test_groups_by_error_type_most_files_first_with_their_newest_as_example(served: Served) -> None:
+    document = get(served, "?group_by=error_type").json()
+    assert list(document) == ["total", "group_by", "offset", "limit", "truncated_sources", "groups"]
+    assert (document["total"], document["group_by"], document["offset"], document["limit"]) == (
+        6,
+        "error_type",
+        0,
+        100,
+    )
+    groups = document["groups"]
+    assert [(g["key"], g["count"]) for g in groups] == [
+        ("ACCESS_DENIED", 2),  # most files first, then by key
+        ("ENCODING_ERROR", 1),
+        ("FILE_TOO_LARGE", 1),
+        ("PARSE_ERROR", 1),
+        ("TIMEOUT", 1),
+    ]
+    access = groups[0]
+    assert access["example"]["id"] == f"{TENANT_A}/sharepoint/f2"  # the newer of f2 and f4
+    assert list(access["example"]) == list(FIELDS)
+    assert access["newest_failed_at"] == access["example"]["failed_at"] == pytest.approx(NOW - 120)
+
+
+def test_groups_follow_the_filters_and_page(served: Served) -> None:
+    by_tenant = get(served, "?group_by=tenant&platform=servicenow").json()
+    assert [(g["key"], g["count"]) for g in by_tenant["groups"]] == [(TENANT_B, 2), (TENANT_A, 1)]
+    assert by_tenant["total"] == 3
+    second = get(served, "?group_by=platform&limit=1&offset=1").json()
+    assert [(g["key"], g["count"]) for g in second["groups"]] == [("sharepoint", 3)]  # after servicenow
+    assert (second["total"], second["limit"], second["offset"]) == (6, 1, 1)
+    [source] = get(served, "?group_by=source").json()["groups"]
+    assert (source["key"], source["count"]) == ("rezolve-test", 6)
+
+
+def test_groups_by_message_pattern_and_a_pattern_filters_to_its_files(
+    serve: Any, rezolve: RezolveSimulator
+) -> None:
+    for n, share in enumerate(["HR", "Legal", "HR", "Finance"]):
+        path = f"C:\\Data\\{share}\\doc-{n}.docx"
+        message = f"Access to the path '{path}' is denied."
+        rezolve.put(TENANT_A, "sharepoint", RezolveFile(f"p{n}", f"doc-{n}.docx", "", message, NOW - n, 0))
+    rezolve.put(TENANT_B, "sharepoint", RezolveFile("big", "big.pdf", "", "File exceeds 50MB", NOW - 9, 0))
+    running = start(serve, rezolve)
+    groups = get(running, "?group_by=message").json()["groups"]
+    assert [(g["key"], g["count"]) for g in groups] == [
+        ("Access to the path <str> is denied.", 4),
+        ("File exceeds <n>MB", 1),
+    ]
+    assert groups[0]["example"]["name"] == "doc-0.docx"
+    files = get(running, "?pattern=Access+to+the+path+%3Cstr%3E+is+denied.").json()
+    assert files["total"] == 4 and sorted(ids(get(running, "?pattern=File+exceeds+%3Cn%3EMB"))) == ["big"]
+
+
+def test_groups_as_csv_one_row_a_group_and_as_a_page_with_links_to_their_files(served: Served) -> None:
+    rows = list(csv.reader(io.StringIO(get(served, "?group_by=error_type&format=csv").text)))
+    assert rows[0][:3] == ["key", "count", "newest_failed_at"]
+    assert rows[0][3:] == [f"example_{name}" for name in FIELDS]
+    assert [row[:2] for row in rows[1:3]] == [["ACCESS_DENIED", "2"], ["ENCODING_ERROR", "1"]]
+    assert rows[1][3 + FIELDS.index("name")] == SCRIPT
+    page = get(served, "?group_by=error_type&format=html&tenant=" + TENANT_A).text
+    assert "3 failed file(s) in 3 group(s) by error_type" in page
+    assert f"href='failures?format=html&amp;tenant={TENANT_A}&amp;error_type=ACCESS_DENIED'" in page
+    assert "<script>alert" not in page and "&lt;script&gt;" in page
+    linked = get(served, f"?format=json&tenant={TENANT_A}&error_type=ACCESS_DENIED")
+    assert ids(linked) == ["f2"]

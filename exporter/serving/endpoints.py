@@ -22,7 +22,18 @@ from exporter.pipeline.render import (
 )
 from exporter.pipeline.state import SourceState
 from exporter.redact import Redactor
-from exporter.serving.failures import BadQuery, FailureIndex, as_csv, as_html, as_json, parse_query, search
+from exporter.serving.failures import (
+    BadQuery,
+    FailureIndex,
+    as_csv,
+    as_html,
+    as_json,
+    group,
+    groups_as_csv,
+    groups_as_json,
+    parse_query,
+    search,
+)
 
 INDEX = """<!doctype html>
 <html><head><title>ingestion-failure-exporter</title></head>
@@ -249,6 +260,15 @@ def routes(exporter: ExporterView, reload: Reload | None) -> list[web.RouteDef]:
         states = exporter.states
         # Indexing a new result and searching are O(records): off the event loop.
         scrub = exporter.redactor.scrub
+        if query.group_by:
+            lanes = index_of_failures.refresh
+            groups = await asyncio.to_thread(lambda: group(lanes(states), query, scrub=scrub))
+            if query.format == "csv":
+                return web.Response(body=groups_as_csv(groups), content_type="text/csv", charset="utf-8")
+            if query.format == "html":
+                body = as_html(groups, query, states)
+                return web.Response(body=body, content_type="text/html", charset="utf-8")
+            return web.Response(body=groups_as_json(groups, query), content_type="application/json")
         page = await asyncio.to_thread(lambda: search(index_of_failures.refresh(states), query, scrub=scrub))
         if query.format == "csv":
             return web.Response(body=as_csv(page), content_type="text/csv", charset="utf-8")

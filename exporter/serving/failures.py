@@ -12,6 +12,7 @@ import io
 import itertools
 import json
 from array import array
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from urllib.parse import urlencode
 
 from exporter.pipeline.result import SEARCH_SEPARATOR, Detail, Entry, PollResult, failures_order
 from exporter.pipeline.state import SourceState
+from exporter.serving.patterns import message_pattern
 
 FIELDS = (
     "source",
@@ -37,7 +39,10 @@ FIELDS = (
     "rows",
 )
 LABEL_FILTERS = ("source", "tenant", "platform", "error_type")
-SINGLE = ("min_retry_count", "q", "limit", "offset", "format")
+# Repeatable like the label filters: a message pattern, as a group of group_by=message names it.
+REPEATABLE = (*LABEL_FILTERS, "pattern")
+SINGLE = ("min_retry_count", "q", "limit", "offset", "format", "group_by")
+GROUP_KEYS = ("source", "tenant", "platform", "error_type", "message")
 FORMATS = ("json", "csv", "html")
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
 
@@ -46,17 +51,23 @@ class BadQuery(ValueError):
     """A parameter /failures does not know, or a bad value: the 400's reason."""
 
 
+def _unchanged(text: str) -> str:
+    return text
+
+
 @dataclass(frozen=True)
 class Query:
     sources: frozenset[str] = frozenset()
     tenants: frozenset[str] = frozenset()
     platforms: frozenset[str] = frozenset()
     error_types: frozenset[str] = frozenset()
+    patterns: frozenset[str] = frozenset()
     min_retry_count: int = 0
     q: str = ""
     limit: int = DEFAULT_LIMIT
     offset: int = 0
     format: str = "json"
+    group_by: str = ""
     # The filters as given, for links that keep them (paging, the page's form).
     given: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
@@ -76,7 +87,7 @@ def parse_query(pairs: Iterable[tuple[str, str]], accept: str = "") -> Query:
     """The query string's parameters (repeatable for the four label filters); raises BadQuery."""
     values: dict[str, list[str]] = {}
     for name, value in pairs:
-        if name not in LABEL_FILTERS and name not in SINGLE:
+        if name not in REPEATABLE and name not in SINGLE:
             raise BadQuery(f"unknown parameter {name!r}")
         if value != "":  # an empty field of the page's form: not a filter
             values.setdefault(name, []).append(value)
@@ -87,12 +98,16 @@ def parse_query(pairs: Iterable[tuple[str, str]], accept: str = "") -> Query:
     wanted = one.get("format") or _format_from(accept)
     if wanted not in FORMATS:
         raise BadQuery(f"format must be one of {', '.join(FORMATS)}, not {wanted!r}")
+    group_by = one.get("group_by", "")
+    if group_by and group_by not in GROUP_KEYS:
+        raise BadQuery(f"group_by must be one of {', '.join(GROUP_KEYS)}, not {group_by!r}")
     given = tuple((name, value) for name, found in values.items() for value in found if name != "offset")
     return Query(
         sources=frozenset(values.get("source", ())),
         tenants=frozenset(values.get("tenant", ())),
         platforms=frozenset(values.get("platform", ())),
         error_types=frozenset(values.get("error_type", ())),
+        patterns=frozenset(values.get("pattern", ())),
         min_retry_count=_integer("min_retry_count", one["min_retry_count"], 0)
         if "min_retry_count" in one
         else 0,
@@ -100,6 +115,7 @@ def parse_query(pairs: Iterable[tuple[str, str]], accept: str = "") -> Query:
         limit=_integer("limit", one["limit"], 1, MAX_LIMIT) if "limit" in one else DEFAULT_LIMIT,
         offset=_integer("offset", one["offset"], 0) if "offset" in one else 0,
         format=wanted,
+        group_by=group_by,
         given=given,
     )
 
@@ -162,6 +178,21 @@ class LaneIndex:
             for index, positions in enumerate(self.by_label):
                 positions.setdefault(entry.labels[index], []).append(position)
         self._text: tuple[str, array[int]] | None = None
+        # Each message's pattern, made at the first grouping or pattern filter of this result.
+        # Of the message as /failures shows it, secrets redacted: a pattern must not cut a
+        # secret into pieces that its redaction no longer finds.
+        self._patterns: dict[str, str] = {}
+        self._patterns_scrub: Callable[[str], str] = _unchanged
+
+    def pattern(self, position: int, scrub: Callable[[str], str]) -> str:
+        """The pattern of the message of the record at ``position``."""
+        if scrub != self._patterns_scrub:  # a reload's new secrets
+            self._patterns, self._patterns_scrub = {}, scrub
+        message = self.details[position].message
+        found = self._patterns.get(message)
+        if found is None:
+            found = self._patterns[message] = message_pattern(scrub(message))
+        return found
 
     def row(self, position: int) -> Row:
         rows = self.rows
@@ -197,7 +228,7 @@ class LaneIndex:
             at = text.find(needle, starts[following]) if following < len(starts) else -1
         return found
 
-    def matches(self, query: Query) -> Sequence[int]:
+    def matches(self, query: Query, scrub: Callable[[str], str] = _unchanged) -> Sequence[int]:
         """Positions of the matching records, in order."""
         wanted = (query.tenants, query.platforms, query.error_types)
         narrowed: list[Sequence[int]] = []
@@ -212,7 +243,8 @@ class LaneIndex:
         if by_text:
             narrowed.append(with_text)
         candidates: Sequence[int] = min(narrowed, key=len) if narrowed else range(len(self.entries))
-        if len(narrowed) <= 1 and not query.min_retry_count and (by_text or not needle):
+        patterns = query.patterns
+        if len(narrowed) <= 1 and not query.min_retry_count and not patterns and (by_text or not needle):
             return candidates  # the indexes alone answer: nothing left to check per record
         others = [(index, values) for index, values in enumerate(wanted) if values]
         text_matches = set(with_text) if by_text and candidates is not with_text else None
@@ -225,6 +257,8 @@ class LaneIndex:
             if detail.retry_count < query.min_retry_count:
                 continue
             if text_matches is not None and position not in text_matches:
+                continue
+            if patterns and self.pattern(position, scrub) not in patterns:
                 continue
             if needle and not by_text:
                 texts = (detail.name, detail.location, detail.message)
@@ -256,10 +290,6 @@ class FailureIndex:
         return current
 
 
-def _unchanged(text: str) -> str:
-    return text
-
-
 @dataclass(frozen=True)
 class Page:
     total: int
@@ -270,10 +300,14 @@ class Page:
 
     def items(self) -> Iterator[dict[str, Any]]:
         for row in self.rows:
-            item = row.as_dict()
-            for key in ("id", "name", "location", "message"):
-                item[key] = self.scrub(item[key])
-            yield item
+            yield _item(row, self.scrub)
+
+
+def _item(row: Row, scrub: Callable[[str], str]) -> dict[str, Any]:
+    item = row.as_dict()
+    for key in ("id", "name", "location", "message"):
+        item[key] = scrub(item[key])
+    return item
 
 
 def search(
@@ -285,7 +319,7 @@ def search(
 ) -> Page:
     """The matching records of every lane, merged in order; a page of them, or ``everything``."""
     chosen = [lane for lane in lanes if not query.sources or lane.source in query.sources]
-    found = [(lane, lane.matches(query)) for lane in chosen]
+    found = [(lane, lane.matches(query, scrub)) for lane in chosen]
     total = sum(len(positions) for _, positions in found)
 
     if len(found) == 1 and not everything:  # one lane: its positions are already in order
@@ -307,6 +341,75 @@ def search(
     return Page(total, [row for _, row in window], truncated, scrub)
 
 
+@dataclass(frozen=True)
+class Group:
+    key: str
+    count: int
+    # The group's first record in /failures order, so its newest failure.
+    example: Row
+
+    @property
+    def newest_failed_at(self) -> float | None:
+        return self.example.entry.failed_at
+
+
+@dataclass(frozen=True)
+class Groups:
+    total: int  # records matching the filters
+    everyone: int  # groups in all, of which ``groups`` is the requested page
+    groups: list[Group]
+    truncated_sources: list[str]
+    scrub: Callable[[str], str] = _unchanged
+
+    def items(self) -> Iterator[dict[str, Any]]:
+        for group in self.groups:
+            yield {
+                "key": group.key,
+                "count": group.count,
+                "newest_failed_at": group.newest_failed_at,
+                "example": _item(group.example, self.scrub),
+            }
+
+
+def group(lanes: Sequence[LaneIndex], query: Query, *, scrub: Callable[[str], str] = _unchanged) -> Groups:
+    """The matching records of every lane counted by ``query.group_by``: most files first, then
+    by key; a page of the groups."""
+    by = query.group_by
+    label = ("tenant", "platform", "error_type").index(by) if by not in ("source", "message") else -1
+    counts: dict[str, int] = {}
+    firsts: dict[str, tuple[tuple[bool, float, str, str], LaneIndex, int]] = {}
+    total = 0
+    for lane in lanes:
+        if query.sources and lane.source not in query.sources:
+            continue
+        positions = lane.matches(query, scrub)
+        total += len(positions)
+        if not positions:
+            continue
+        if by == "source":
+            keys: list[str] = [lane.source] * len(positions)
+        elif by == "message":
+            keys = [lane.pattern(position, scrub) for position in positions]
+        else:
+            entries = lane.entries
+            keys = [entries[position].labels[label] for position in positions]
+        for key, count in Counter(keys).items():
+            counts[key] = counts.get(key, 0) + count
+        # Later positions come first in the reversal, so each key keeps its earliest.
+        earliest = dict(zip(reversed(keys), reversed(positions), strict=True))
+        for key, position in earliest.items():
+            order = failures_order(lane.entries[position], lane.details[position])
+            ranked = (order[0], order[1], lane.source, order[2])
+            known = firsts.get(key)
+            if known is None or ranked < known[0]:
+                firsts[key] = (ranked, lane, position)
+    ordered = sorted(counts.items(), key=lambda pair: (-pair[1], pair[0]))
+    page = ordered[query.offset : query.offset + query.limit]
+    groups = [Group(key, count, firsts[key][1].row(firsts[key][2])) for key, count in page]
+    truncated = sorted(lane.source for lane in lanes if lane.result.details_truncated)
+    return Groups(total, len(ordered), groups, truncated, scrub)
+
+
 def as_json(page: Page, query: Query, *, everything: bool = False) -> bytes:
     document = {
         "total": page.total,
@@ -316,6 +419,32 @@ def as_json(page: Page, query: Query, *, everything: bool = False) -> bytes:
         "items": list(page.items()),
     }
     return json.dumps(document).encode("utf-8", "surrogatepass")
+
+
+def groups_as_json(groups: Groups, query: Query) -> bytes:
+    document = {
+        "total": groups.total,
+        "group_by": query.group_by,
+        "offset": query.offset,
+        "limit": query.limit,
+        "truncated_sources": groups.truncated_sources,
+        "groups": list(groups.items()),
+    }
+    return json.dumps(document).encode("utf-8", "surrogatepass")
+
+
+GROUP_FIELDS = ("key", "count", "newest_failed_at", *(f"example_{name}" for name in FIELDS))
+
+
+def groups_as_csv(groups: Groups) -> bytes:
+    """One group a row: its key, count and newest failure, then its example's fields."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(GROUP_FIELDS)
+    for item in groups.items():
+        example = item["example"]
+        writer.writerow([item["key"], item["count"], item["newest_failed_at"], *(example[f] for f in FIELDS)])
+    return _utf8(out.getvalue())
 
 
 def as_csv(page: Page) -> bytes:
@@ -339,7 +468,7 @@ def _link(query: Query, **changed: Any) -> str:
     return "failures?" + urlencode(pairs)
 
 
-def as_html(page: Page, query: Query, states: Mapping[str, SourceState]) -> bytes:
+def as_html(page: Page | Groups, query: Query, states: Mapping[str, SourceState]) -> bytes:
     """A plain page: health of every source, the filters as a form, the records, paging links.
     Every value is escaped: file names come from the platforms, so from anyone."""
     e = html.escape
@@ -373,26 +502,35 @@ def as_html(page: Page, query: Query, states: Mapping[str, SourceState]) -> byte
         )
         + "<button type='submit'>Filter</button></form>"
     )
-    body_rows = "".join(_html_row(item) for item in page.items())
+    if isinstance(page, Groups):
+        shown_rows, paged = len(page.groups), page.everyone
+        head = "".join(f"<th>{e(title)}</th>" for title in GROUP_COLUMNS)
+        body_rows = "".join(_html_group(item, query) for item in page.items())
+        what = f"{page.total} failed file(s) in {page.everyone} group(s) by {query.group_by}"
+    else:
+        shown_rows, paged = len(page.rows), page.total
+        head = "".join(
+            f"<th data-sort='{key}'>{e(title)}</th>" if key in SORTABLE else f"<th>{e(title)}</th>"
+            for key, title in COLUMNS
+        )
+        body_rows = "".join(_html_row(item) for item in page.items())
+        what = f"{page.total} failed file(s)"
     paging = []
     if query.offset > 0:
         paging.append(
             f"<a rel='prev' href='{e(_link(query, offset=max(query.offset - query.limit, 0)))}'>Previous</a>"
         )
-    if query.offset + query.limit < page.total:
+    if query.offset + query.limit < paged:
         paging.append(f"<a rel='next' href='{e(_link(query, offset=query.offset + query.limit))}'>Next</a>")
-    shown = f"{query.offset + 1} to {query.offset + len(page.rows)}" if page.rows else "none"
+    shown = f"{query.offset + 1} to {query.offset + shown_rows}" if shown_rows else "none"
     cut = ", ".join(page.truncated_sources)
     truncated = f"<p class='warn'>Details cut at max_records_per_source for: {e(cut)}</p>" if cut else ""
     document = PAGE.format(
         health=health,
         form=form,
-        summary=f"{page.total} failed file(s); showing {shown}",
+        summary=f"{what}; showing {shown}",
         truncated=truncated,
-        head="".join(
-            f"<th data-sort='{key}'>{e(title)}</th>" if key in SORTABLE else f"<th>{e(title)}</th>"
-            for key, title in COLUMNS
-        ),
+        head=head,
         rows=body_rows,
         paging=" ".join(paging),
     )
@@ -431,6 +569,23 @@ def _html_row(item: dict[str, Any]) -> str:
         sort = f" data-value='{value!r}'" if key in SORTABLE and value is not None else ""
         cells.append(f"<td class='{key}'{sort}>{text}</td>")
     return f"<tr>{''.join(cells)}</tr>"
+
+
+GROUP_COLUMNS = ("Group", "Files", "Newest failure", "Example file", "Example message")
+
+
+def _html_group(item: dict[str, Any], query: Query) -> str:
+    """A group's row; its key links to its files (the same filters, and the group's own)."""
+    e = html.escape
+    by = "pattern" if query.group_by == "message" else query.group_by
+    files = _link(query, group_by=None, **{by: item["key"]})
+    example = item["example"]
+    return (
+        f"<tr><td class='key'><a href='{e(files)}'>{e(item['key'])}</a></td>"
+        f"<td class='count'>{item['count']}</td>"
+        f"<td class='failed_at'>{e(_time(item['newest_failed_at']))}</td>"
+        f"<td class='name'>{e(example['name'])}</td><td class='message'>{e(example['message'])}</td></tr>"
+    )
 
 
 def _time(epoch: float | None) -> str:
