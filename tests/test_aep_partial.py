@@ -15,7 +15,8 @@ import pytest
 
 from exporter.records import Reason
 from exporter.serving.endpoints import source_report
-from exporter.serving.failures import FailureIndex, as_csv, as_html, as_json, parse_query, search
+from exporter.serving.failures import FailureIndex, as_csv, as_json, parse_query, search
+from exporter.serving.triage import triage_page
 from exporter.simulators.aep import AepSimulator, SimBatch, validation_file
 from tests.conftest import failed_key, failure_series, parse_exposition, run_polls, series, series_key
 
@@ -271,7 +272,9 @@ def test_rows_in_csv_and_the_html_page(aep: AepSimulator) -> None:
     page = search(lanes, query)
     [row] = list(csv.DictReader(io.StringIO(as_csv(page).decode())))
     assert row["rows"] == "7"
-    document = as_html(page, parse_query([("format", "html")]), exporter.states).decode()
+    document = triage_page(
+        lanes, parse_query([("format", "html")]), exporter.states, now=time.time()
+    ).decode()
     assert "<th data-sort='rows'>Rows</th>" in document
     assert "<td class='rows' data-value='7'>7</td>" in document
 

@@ -26,7 +26,6 @@ from exporter.serving.failures import (
     BadQuery,
     FailureIndex,
     as_csv,
-    as_html,
     as_json,
     group,
     groups_as_csv,
@@ -34,6 +33,7 @@ from exporter.serving.failures import (
     parse_query,
     search,
 )
+from exporter.serving.triage import triage_page
 
 INDEX = """<!doctype html>
 <html><head><title>ingestion-failure-exporter</title></head>
@@ -260,20 +260,21 @@ def routes(exporter: ExporterView, reload: Reload | None) -> list[web.RouteDef]:
         states = exporter.states
         # Indexing a new result and searching are O(records): off the event loop.
         scrub = exporter.redactor.scrub
+        lanes = index_of_failures.refresh
+        if query.format == "html":
+            now = time.time()
+            body = await asyncio.to_thread(
+                lambda: triage_page(lanes(states), query, states, scrub=scrub, now=now)
+            )
+            return web.Response(body=body, content_type="text/html", charset="utf-8")
         if query.group_by:
-            lanes = index_of_failures.refresh
             groups = await asyncio.to_thread(lambda: group(lanes(states), query, scrub=scrub))
             if query.format == "csv":
                 return web.Response(body=groups_as_csv(groups), content_type="text/csv", charset="utf-8")
-            if query.format == "html":
-                body = as_html(groups, query, states)
-                return web.Response(body=body, content_type="text/html", charset="utf-8")
             return web.Response(body=groups_as_json(groups, query), content_type="application/json")
-        page = await asyncio.to_thread(lambda: search(index_of_failures.refresh(states), query, scrub=scrub))
+        page = await asyncio.to_thread(lambda: search(lanes(states), query, scrub=scrub))
         if query.format == "csv":
             return web.Response(body=as_csv(page), content_type="text/csv", charset="utf-8")
-        if query.format == "html":
-            return web.Response(body=as_html(page, query, states), content_type="text/html", charset="utf-8")
         return web.Response(body=as_json(page, query), content_type="application/json")
 
     async def index(request: web.Request) -> web.Response:

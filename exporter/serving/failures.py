@@ -7,7 +7,6 @@ from __future__ import annotations
 import bisect
 import csv
 import heapq
-import html
 import io
 import itertools
 import json
@@ -15,9 +14,7 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
 
 from exporter.pipeline.result import SEARCH_SEPARATOR, Detail, Entry, PollResult, failures_order
 from exporter.pipeline.state import SourceState
@@ -51,7 +48,7 @@ class BadQuery(ValueError):
     """A parameter /failures does not know, or a bad value: the 400's reason."""
 
 
-def _unchanged(text: str) -> str:
+def unchanged(text: str) -> str:
     return text
 
 
@@ -182,7 +179,7 @@ class LaneIndex:
         # Of the message as /failures shows it, secrets redacted: a pattern must not cut a
         # secret into pieces that its redaction no longer finds.
         self._patterns: dict[str, str] = {}
-        self._patterns_scrub: Callable[[str], str] = _unchanged
+        self._patterns_scrub: Callable[[str], str] = unchanged
 
     def pattern(self, position: int, scrub: Callable[[str], str]) -> str:
         """The pattern of the message of the record at ``position``."""
@@ -228,7 +225,7 @@ class LaneIndex:
             at = text.find(needle, starts[following]) if following < len(starts) else -1
         return found
 
-    def matches(self, query: Query, scrub: Callable[[str], str] = _unchanged) -> Sequence[int]:
+    def matches(self, query: Query, scrub: Callable[[str], str] = unchanged) -> Sequence[int]:
         """Positions of the matching records, in order."""
         wanted = (query.tenants, query.platforms, query.error_types)
         narrowed: list[Sequence[int]] = []
@@ -296,7 +293,7 @@ class Page:
     rows: list[Row]
     truncated_sources: list[str]
     # The redactor's: a platform may quote a secret in a message or a URL (a SAS token, say).
-    scrub: Callable[[str], str] = _unchanged
+    scrub: Callable[[str], str] = unchanged
 
     def items(self) -> Iterator[dict[str, Any]]:
         for row in self.rows:
@@ -315,7 +312,7 @@ def search(
     query: Query,
     *,
     everything: bool = False,
-    scrub: Callable[[str], str] = _unchanged,
+    scrub: Callable[[str], str] = unchanged,
 ) -> Page:
     """The matching records of every lane, merged in order; a page of them, or ``everything``."""
     chosen = [lane for lane in lanes if not query.sources or lane.source in query.sources]
@@ -359,7 +356,7 @@ class Groups:
     everyone: int  # groups in all, of which ``groups`` is the requested page
     groups: list[Group]
     truncated_sources: list[str]
-    scrub: Callable[[str], str] = _unchanged
+    scrub: Callable[[str], str] = unchanged
 
     def items(self) -> Iterator[dict[str, Any]]:
         for group in self.groups:
@@ -371,7 +368,7 @@ class Groups:
             }
 
 
-def group(lanes: Sequence[LaneIndex], query: Query, *, scrub: Callable[[str], str] = _unchanged) -> Groups:
+def group(lanes: Sequence[LaneIndex], query: Query, *, scrub: Callable[[str], str] = unchanged) -> Groups:
     """The matching records of every lane counted by ``query.group_by``: most files first, then
     by key; a page of the groups."""
     by = query.group_by
@@ -444,7 +441,7 @@ def groups_as_csv(groups: Groups) -> bytes:
     for item in groups.items():
         example = item["example"]
         writer.writerow([item["key"], item["count"], item["newest_failed_at"], *(example[f] for f in FIELDS)])
-    return _utf8(out.getvalue())
+    return utf8(out.getvalue())
 
 
 def as_csv(page: Page) -> bytes:
@@ -453,211 +450,9 @@ def as_csv(page: Page) -> bytes:
     writer.writeheader()
     for item in page.items():
         writer.writerow(item)
-    return _utf8(out.getvalue())
+    return utf8(out.getvalue())
 
 
-def _utf8(text: str) -> bytes:
+def utf8(text: str) -> bytes:
     # A lone surrogate (a JSON "\udcff" escape in a file name) must not fail the page.
     return text.encode("utf-8", "replace")
-
-
-def _link(query: Query, **changed: Any) -> str:
-    pairs = [(k, v) for k, v in query.given if k not in changed] + [
-        (k, str(v)) for k, v in changed.items() if v is not None
-    ]
-    return "failures?" + urlencode(pairs)
-
-
-def as_html(page: Page | Groups, query: Query, states: Mapping[str, SourceState]) -> bytes:
-    """A plain page: health of every source, the filters as a form, the records, paging links.
-    Every value is escaped: file names come from the platforms, so from anyone."""
-    e = html.escape
-    health = "".join(
-        f"<tr><td>{e(name)}</td><td class='{'up' if state.up else 'down'}'>"
-        f"{'up' if state.up else 'down' if state.up is False else 'not polled yet'}</td>"
-        f"<td>{e(_time(state.last_success))}</td>"
-        f"<td>{e(str(state.last_error.reason)) if state.last_error else ''}</td></tr>"
-        for name, state in states.items()
-    )
-
-    def field_input(name: str, label: str) -> str:
-        value = next((v for k, v in query.given if k == name), "")
-        return f"<label>{label} <input name='{name}' value='{e(value)}'></label> "
-
-    limit = (
-        f"<input type='hidden' name='limit' value='{query.limit}'>" if query.limit != DEFAULT_LIMIT else ""
-    )
-    form = (
-        f"<form method='get' action='failures'><input type='hidden' name='format' value='html'>{limit}"
-        + "".join(
-            field_input(n, label)
-            for n, label in (
-                ("source", "Source"),
-                ("tenant", "Tenant"),
-                ("platform", "Platform"),
-                ("error_type", "Error type"),
-                ("min_retry_count", "Min. retries"),
-                ("q", "Search"),
-            )
-        )
-        + "<button type='submit'>Filter</button></form>"
-    )
-    if isinstance(page, Groups):
-        shown_rows, paged = len(page.groups), page.everyone
-        head = "".join(f"<th>{e(title)}</th>" for title in GROUP_COLUMNS)
-        body_rows = "".join(_html_group(item, query) for item in page.items())
-        what = f"{page.total} failed file(s) in {page.everyone} group(s) by {query.group_by}"
-    else:
-        shown_rows, paged = len(page.rows), page.total
-        head = "".join(
-            f"<th data-sort='{key}'>{e(title)}</th>" if key in SORTABLE else f"<th>{e(title)}</th>"
-            for key, title in COLUMNS
-        )
-        body_rows = "".join(_html_row(item) for item in page.items())
-        what = f"{page.total} failed file(s)"
-    paging = []
-    if query.offset > 0:
-        paging.append(
-            f"<a rel='prev' href='{e(_link(query, offset=max(query.offset - query.limit, 0)))}'>Previous</a>"
-        )
-    if query.offset + query.limit < paged:
-        paging.append(f"<a rel='next' href='{e(_link(query, offset=query.offset + query.limit))}'>Next</a>")
-    shown = f"{query.offset + 1} to {query.offset + shown_rows}" if shown_rows else "none"
-    cut = ", ".join(page.truncated_sources)
-    truncated = f"<p class='warn'>Details cut at max_records_per_source for: {e(cut)}</p>" if cut else ""
-    document = PAGE.format(
-        health=health,
-        form=form,
-        summary=f"{what}; showing {shown}",
-        truncated=truncated,
-        head=head,
-        rows=body_rows,
-        paging=" ".join(paging),
-    )
-    return _utf8(document)
-
-
-# What the page shows of a record, for people: the id and the retry label are in JSON and CSV.
-COLUMNS = (
-    ("source", "Source"),
-    ("tenant", "Tenant"),
-    ("platform", "Platform"),
-    ("error_type", "Error type"),
-    ("retry_count", "Retries"),
-    ("rows", "Rows"),
-    ("name", "File"),
-    ("location", "Location"),
-    ("message", "Message"),
-    ("failed_at", "Failed at"),
-    ("first_seen", "First seen"),
-)
-
-
-# Numeric columns the page's script sorts by (a click on the header): the shown page only.
-SORTABLE = frozenset({"retry_count", "rows", "failed_at", "first_seen"})
-
-
-def _html_row(item: dict[str, Any]) -> str:
-    cells = []
-    for key, _ in COLUMNS:
-        value = item[key]
-        text = html.escape(_cell(key, value))
-        location = item["location"]
-        if key == "location" and location.startswith(("https://", "http://")):
-            # Only web addresses become links: a location is the platform's, so anyone's.
-            text = f"<a href='{html.escape(location, quote=True)}' rel='noreferrer'>{text}</a>"
-        sort = f" data-value='{value!r}'" if key in SORTABLE and value is not None else ""
-        cells.append(f"<td class='{key}'{sort}>{text}</td>")
-    return f"<tr>{''.join(cells)}</tr>"
-
-
-GROUP_COLUMNS = ("Group", "Files", "Newest failure", "Example file", "Example message")
-
-
-def _html_group(item: dict[str, Any], query: Query) -> str:
-    """A group's row; its key links to its files (the same filters, and the group's own)."""
-    e = html.escape
-    by = "pattern" if query.group_by == "message" else query.group_by
-    files = _link(query, group_by=None, **{by: item["key"]})
-    example = item["example"]
-    return (
-        f"<tr><td class='key'><a href='{e(files)}'>{e(item['key'])}</a></td>"
-        f"<td class='count'>{item['count']}</td>"
-        f"<td class='failed_at'>{e(_time(item['newest_failed_at']))}</td>"
-        f"<td class='name'>{e(example['name'])}</td><td class='message'>{e(example['message'])}</td></tr>"
-    )
-
-
-def _time(epoch: float | None) -> str:
-    if epoch is None:
-        return ""
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _cell(key: str, value: Any) -> str:
-    if key in ("failed_at", "first_seen"):
-        return _time(value)
-    return "" if value is None else str(value)
-
-
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Failed files</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 1.5rem; color: #222; }}
-table {{ border-collapse: collapse; width: 100%; font-size: 0.9rem; }}
-th, td {{ border-bottom: 1px solid #ddd; padding: 0.3rem 0.5rem; text-align: left;
-          vertical-align: top; }}
-td {{ overflow-wrap: anywhere; }}
-th {{ background: #f3f3f3; white-space: nowrap; }}
-td.failed_at, td.first_seen, td.retry_count, td.rows, td.source, td.platform,
-td.error_type {{ white-space: nowrap; }}
-.up {{ color: #1a7f37; }} .down {{ color: #cf222e; font-weight: bold; }}
-.warn {{ color: #9a6700; }}
-form label {{ margin-right: 0.6rem; white-space: nowrap; }}
-form input {{ width: 9rem; }}
-nav a {{ margin-right: 1rem; }}
-th[data-sort] {{ cursor: pointer; text-decoration: underline dotted; }}
-td.rows, td.retry_count {{ text-align: right; }}
-</style></head>
-<body>
-<h1>Failed files</h1>
-<table id="health"><tr><th>Source</th><th>Health</th><th>Last success</th><th>Last error</th></tr>
-{health}</table>
-<h2>Records</h2>
-{form}
-<p id="summary">{summary}</p>
-{truncated}
-<table id="records"><thead><tr>{head}</tr></thead>
-<tbody>{rows}</tbody></table>
-<nav>{paging}</nav>
-<p><a href="./">Exporter</a></p>
-<script>
-// A click on a numeric header sorts the shown rows by it, largest first, again to reverse;
-// cells without a value stay last.
-document.querySelectorAll("#records th[data-sort]").forEach(function (header) {{
-  header.setAttribute("aria-sort", "none");
-  header.addEventListener("click", function () {{
-    var key = header.dataset.sort;
-    var descending = header.getAttribute("aria-sort") !== "descending";
-    document.querySelectorAll("#records th[data-sort]").forEach(function (other) {{
-      other.setAttribute("aria-sort", "none");
-    }});
-    header.setAttribute("aria-sort", descending ? "descending" : "ascending");
-    var body = document.querySelector("#records tbody");
-    var rows = Array.prototype.slice.call(body.rows);
-    function value(row) {{
-      var cell = row.querySelector("td." + key);
-      return cell && cell.dataset.value !== undefined ? Number(cell.dataset.value) : null;
-    }}
-    rows.sort(function (a, b) {{
-      var x = value(a), y = value(b);
-      if (x === null || y === null) return (x === null) - (y === null);
-      return descending ? y - x : x - y;
-    }});
-    rows.forEach(function (row) {{ body.appendChild(row); }});
-  }});
-}});
-</script>
-</body></html>
-"""
