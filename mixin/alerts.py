@@ -67,13 +67,13 @@ def recording_rules(config: Config) -> list[Rule]:
 
 
 def failures_url(config: Config, *labels: str, error_type: str | None = None) -> str:
-    """The /failures page of an alert's labels. Per-replica alerts carry their ``instance``;
-    the others ask Prometheus which instance holds records of those labels (any one of
-    identical replicas will do; of shards, only one has them)."""
+    """The /failures page of an alert's labels, grouped by cause (its files one click away).
+    Per-replica alerts carry their ``instance``; the others ask Prometheus which instance holds
+    records of those labels (any one of identical replicas will do; of shards, only one has them)."""
     query = "&".join(f"{label}={{{{ $labels.{label} | urlquery }}}}" for label in labels)
     if error_type:
         query += f"&error_type={error_type}"
-    page = f"/failures?format=html&{query}"
+    page = f"/failures?format=html&group_by=message&{query}"
     scheme = config.exporter_scheme
     if "instance" not in config.replica_labels or labels == ("source",):
         return f"{scheme}://{{{{ $labels.instance }}}}{page}"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from exporter.serving.failures import COLUMNS
 from mixin import Config
 
 SCHEMA_VERSION = 41
@@ -688,6 +687,7 @@ def tenant(config: Config) -> dict[str, Any]:
             24,
             10,
         ),
+        grid.place(causes_table(), 24, 8),
         grid.place(failed_files_table(), 24, 12),
     ]
     variables = [
@@ -729,15 +729,37 @@ def tenant(config: Config) -> dict[str, Any]:
     )
 
 
-def failed_files_table() -> Panel:
-    """The tenant's failed files by name, read from the exporter's /failures by the Infinity
-    data source (its URL is the exporter; the query's URL is relative to it)."""
-    # The exporter's own page's columns; the tenant is the dashboard's, first_seen is left out.
-    columns = [(name, title) for name, title in COLUMNS if name not in ("tenant", "first_seen")]
+# A /failures item's fields the files table shows: the tenant is the dashboard's.
+FILE_COLUMNS = (
+    ("source", "Source"),
+    ("platform", "Platform"),
+    ("error_type", "Error type"),
+    ("retry_count", "Retries"),
+    ("rows", "Rows"),
+    ("name", "File"),
+    ("location", "Location"),
+    ("message", "Message"),
+    ("failed_at", "Failed at"),
+)
+# A group of /failures?group_by=message: its pattern, count, newest failure and an example.
+CAUSE_COLUMNS = (
+    ("key", "Cause"),
+    ("count", "Files"),
+    ("newest_failed_at", "Newest failure"),
+    ("example.error_type", "Error type"),
+    ("example.name", "Example file"),
+)
+
+
+def infinity_table(
+    title: str, description: str, params: list[tuple[str, str]], root: str, columns: Any
+) -> Panel:
+    """A table read from the exporter's /failures by the Infinity data source (its URL is the
+    exporter; the query's URL is relative to it)."""
     return {
         "type": "table",
-        "title": "Failed files by name",
-        "description": "Which files failed for this tenant, newest first (the exporter's /failures).",
+        "title": title,
+        "description": description,
         "datasource": INFINITY,
         "targets": [
             {
@@ -748,44 +770,57 @@ def failed_files_table() -> Panel:
                 "format": "table",
                 "parser": "backend",
                 "url": "/failures",
-                "url_options": {
-                    "method": "GET",
-                    "params": [
-                        {"key": "tenant", "value": "${tenant}"},
-                        {"key": "limit", "value": "1000"},
-                    ],
-                },
-                "root_selector": "items",
+                "url_options": {"method": "GET", "params": [{"key": k, "value": v} for k, v in params]},
+                "root_selector": root,
                 "columns": [
                     {
                         "selector": name,
-                        "text": title,
+                        "text": text,
                         "type": "timestamp_epoch_s"
-                        if name == "failed_at"
+                        if name in ("failed_at", "newest_failed_at")
                         else "number"
-                        if name in ("retry_count", "rows")
+                        if name in ("retry_count", "rows", "count")
                         else "string",
                     }
-                    for name, title in columns
+                    for name, text in columns
                 ],
             }
         ],
-        "fieldConfig": {
-            "defaults": {"unit": "none"},
-            "overrides": [
-                {
-                    "matcher": {"id": "byName", "options": "Location"},
-                    "properties": [
-                        {
-                            "id": "links",
-                            "value": [{"title": "Open", "url": "${__value.raw}", "targetBlank": True}],
-                        }
-                    ],
-                }
-            ],
-        },
+        "fieldConfig": {"defaults": {"unit": "none"}, "overrides": []},
         "options": {"showHeader": True},
     }
+
+
+def causes_table() -> Panel:
+    """The tenant's failures by cause: what to fix first, before the files."""
+    return infinity_table(
+        "Causes",
+        "This tenant's failed files grouped by message pattern (paths, ids and numbers replaced), "
+        "most files first (the exporter's /failures?group_by=message).",
+        [("tenant", "${tenant}"), ("group_by", "message"), ("limit", "100")],
+        "groups",
+        CAUSE_COLUMNS,
+    )
+
+
+def failed_files_table() -> Panel:
+    """The tenant's failed files by name, newest first."""
+    panel = infinity_table(
+        "Failed files by name",
+        "Which files failed for this tenant, newest first (the exporter's /failures).",
+        [("tenant", "${tenant}"), ("limit", "1000")],
+        "items",
+        FILE_COLUMNS,
+    )
+    panel["fieldConfig"]["overrides"].append(
+        {
+            "matcher": {"id": "byName", "options": "Location"},
+            "properties": [
+                {"id": "links", "value": [{"title": "Open", "url": "${__value.raw}", "targetBlank": True}]}
+            ],
+        }
+    )
+    return panel
 
 
 DASHBOARDS = {"overview.json": overview, "tenant.json": tenant}

@@ -82,7 +82,7 @@ def test_every_alert_but_the_absent_exporter_links_to_its_failed_files(rule: dic
     if rule["alert"] in ("IngestionExporterAbsent", "IngestionShardMissing"):
         assert url is None  # no exporter to link to: the one missing is what the alert is about
         return
-    page = "/failures?format=html&source={{ $labels.source | urlquery }}"
+    page = "/failures?format=html&group_by=message&source={{ $labels.source | urlquery }}"
     if "tenant" in rule["annotations"]["summary"] + rule["annotations"]["description"]:
         # Counted once over replicas, so without an instance: Prometheus is asked which holds it.
         assert url.startswith("http://{{ with query (printf `max by (instance) (")
@@ -231,6 +231,23 @@ def test_the_tenant_dashboard_lists_the_failed_files_through_infinity() -> None:
         "yesoreyeram-infinity-datasource"
         in compose["services"]["grafana"]["environment"]["GF_INSTALL_PLUGINS"]
     )
+
+
+def test_the_tenant_dashboard_shows_the_causes_beside_the_files() -> None:
+    tenant = json.loads((ROOT / "dashboards" / "tenant.json").read_text())
+    titles = [p["title"] for p in tenant["panels"]]
+    assert titles.index("Causes") == titles.index("Failed files by name") - 1
+    [causes] = [p for p in tenant["panels"] if p["title"] == "Causes"]
+    [query] = causes["targets"]
+    assert (query["url"], query["root_selector"]) == ("/failures", "groups")
+    params = {(p["key"], p["value"]) for p in query["url_options"]["params"]}
+    assert {("tenant", "${tenant}"), ("group_by", "message")} <= params
+    # Each column reads a field /failures?group_by=message answers.
+    group = {"key": "x", "count": 1, "newest_failed_at": 1.0, "example": {"error_type": "E", "name": "n"}}
+    for column in query["columns"]:
+        value: Any = group
+        for part in column["selector"].split("."):
+            value = value[part]
 
 
 def test_deploy_files_use_the_same_rules_and_dashboards() -> None:

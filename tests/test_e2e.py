@@ -162,7 +162,7 @@ def test_the_stack_alerts_and_every_dashboard_panel_has_data(stack: Stack, webho
     assert alert["labels"]["job"] == "ingestion-failure-exporter"
     assert alert["annotations"]["runbook_url"].endswith("docs/runbooks.md#ingestionsourcedown")
     failures_url = alert["annotations"]["failures_url"]
-    assert failures_url == f"{stack.exporter}/failures?format=html&source=rezolve-demo"
+    assert failures_url == f"{stack.exporter}/failures?format=html&group_by=message&source=rezolve-demo"
     page = httpx.get(failures_url, timeout=10)
     assert page.status_code == 200 and "Failed files" in page.text
     assert "rezolve-demo" in alert["annotations"]["summary"]
