@@ -38,6 +38,15 @@ class FailureDetails(Frozen):
     enabled: bool = True
     max_records_per_source: int = Field(default=100_000, ge=1)
     message_max_chars: int = Field(default=512, ge=1)
+    # The Grafana dashboard the /failures page links back to (the mixin's, as people reach it).
+    dashboard_url: str | None = None
+
+    @field_validator("dashboard_url")
+    @classmethod
+    def _a_web_address(cls, url: str | None) -> str | None:
+        if url is not None and not re.fullmatch(r"https?://\S+", url):
+            raise ValueError("must be an http:// or https:// address")
+        return url
 
 
 class Shard(Frozen):

@@ -84,6 +84,7 @@ class Exporter:
     ) -> None:
         self.redactor = redactor or settings.redactor()
         self.details_enabled = settings.failure_details.enabled
+        self.dashboard_url = settings.failure_details.dashboard_url
         self._source_factory = source_factory
         self._clock = clock
         self._rules = tuple((r.pattern, r.error_type) for r in settings.classifier.rules)
@@ -173,6 +174,7 @@ class Exporter:
         self._shard = (settings.shard.index, settings.shard.total)  # shown with the reload's outcome
         self.redactor.add(settings.secret_values())
         self.details_enabled = settings.failure_details.enabled
+        self.dashboard_url = settings.failure_details.dashboard_url
         self._birth_delay = settings.counter_birth_delay
         lanes: dict[str, Lane] = {}
         kept: list[str] = []

@@ -178,3 +178,10 @@ def test_a_missing_web_config_file_names_it(tmp_path: Path) -> None:
     assert result.stderr.splitlines() == [
         f"{missing}: cannot read web configuration: No such file or directory"
     ]
+
+
+def test_a_dashboard_url_that_is_not_a_web_address_names_the_field(tmp_path: Path) -> None:
+    text = "failure_details:\n  dashboard_url: grafana/d/tenant\nsources: []\n"
+    assert problems_of(text, tmp_path) == [
+        "failure_details.dashboard_url: must be an http:// or https:// address"
+    ]

@@ -268,3 +268,14 @@ def test_groups_as_csv_one_row_a_group_and_as_a_page_with_links_to_their_files(s
     assert "<script>alert" not in page and "&lt;script&gt;" in page
     linked = get(served, f"?format=json&tenant={TENANT_A}&error_type=ACCESS_DENIED")
     assert ids(linked) == ["f2"]
+
+
+def test_the_page_links_back_to_grafana_for_the_tenant_chosen(
+    served: Served, serve: Any, rezolve: RezolveSimulator
+) -> None:
+    assert "id='grafana'" not in get(served, "?format=html").text  # none configured
+    dashboard = "https://grafana.example/d/ingestion-tenant/ingestion-failures-tenant?orgId=1"
+    running = start(serve, rezolve, failure_details={"dashboard_url": dashboard})
+    assert f"<a id='grafana' href='{dashboard}'>" in get(running, "?format=html").text
+    one = get(running, f"?format=html&tenant={TENANT_A}").text
+    assert f"<a id='grafana' href='{dashboard}&amp;var-tenant={TENANT_A}'>" in one

@@ -69,6 +69,9 @@ class ExporterView(Protocol):
     @property
     def details_enabled(self) -> bool: ...
 
+    @property
+    def dashboard_url(self) -> str | None: ...
+
     def on_publish(self, listener: Callable[[Snapshot], None]) -> None: ...
 
 
@@ -262,9 +265,9 @@ def routes(exporter: ExporterView, reload: Reload | None) -> list[web.RouteDef]:
         scrub = exporter.redactor.scrub
         lanes = index_of_failures.refresh
         if query.format == "html":
-            now = time.time()
+            now, dashboard = time.time(), exporter.dashboard_url
             body = await asyncio.to_thread(
-                lambda: triage_page(lanes(states), query, states, scrub=scrub, now=now)
+                lambda: triage_page(lanes(states), query, states, scrub=scrub, now=now, dashboard=dashboard)
             )
             return web.Response(body=body, content_type="text/html", charset="utf-8")
         if query.group_by:

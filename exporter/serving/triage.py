@@ -60,12 +60,13 @@ def triage_page(
     *,
     scrub: Any = unchanged,
     now: float,
+    dashboard: str | None = None,
 ) -> bytes:
     """The whole page for ``query``: O(matching records) for the counts, O(page) for the rows."""
     found: Page | Groups = (
         group(lanes, query, scrub=scrub) if query.group_by else search(lanes, query, scrub=scrub)
     )
-    return utf8(_render(found, query, facets(lanes, query, scrub), states, now))
+    return utf8(_render(found, query, facets(lanes, query, scrub), states, now, dashboard))
 
 
 def _link(query: Query, **changed: Any) -> str:
@@ -108,6 +109,17 @@ def _short(value: str, keep: int = 8) -> str:
         return e(value)
     whole = e(value, quote=True)
     return f"<span class='id' title='{whole}' data-copy='{whole}'>{e(value[:keep])}…</span>"
+
+
+def _grafana(dashboard: str | None, query: Query) -> str:
+    """A link back to the Grafana dashboard, for the one tenant chosen if there is one."""
+    if dashboard is None:
+        return ""
+    tenants = sorted(query.tenants)
+    url = dashboard
+    if len(tenants) == 1:
+        url += ("&" if "?" in url else "?") + urlencode({"var-tenant": tenants[0]})
+    return f" <a id='grafana' href='{html.escape(url, quote=True)}'>Grafana dashboard</a>"
 
 
 def _health(states: Mapping[str, SourceState], now: float) -> str:
@@ -312,7 +324,12 @@ def _chosen(query: Query) -> str:
 
 
 def _render(
-    found: Page | Groups, query: Query, facets: Facets, states: Mapping[str, SourceState], now: float
+    found: Page | Groups,
+    query: Query,
+    facets: Facets,
+    states: Mapping[str, SourceState],
+    now: float,
+    dashboard: str | None,
 ) -> str:
     e = html.escape
     if isinstance(found, Groups):
@@ -333,6 +350,7 @@ def _render(
     )
     return PAGE.format(
         version=e(__version__),
+        grafana=_grafana(dashboard, query),
         health=_health(states, now),
         causes=_causes(query, facets, now),
         bars=_error_type_bars(query, facets),
@@ -414,7 +432,7 @@ footer {{ padding: 0 1.5rem 1.5rem; color: var(--muted); }}
 <header>
 <h1>Failed files</h1>
 <p class="about">ingestion-failure-exporter {version}: the files each source's latest poll found failed,
-the same records its metrics count. Causes first; a cause's files one click away.</p>
+the same records its metrics count. Causes first; a cause's files one click away.{grafana}</p>
 <ul id="health">{health}</ul>
 </header>
 <main>
