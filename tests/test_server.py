@@ -334,3 +334,53 @@ def test_a_wrong_password_is_refused_after_the_right_one_was_accepted() -> None:
         ]
 
     assert asyncio.run(scenario()) == [True, False, True, False, False, False]
+
+
+def test_basic_auth_refuses_malformed_headers_and_reads_a_password_with_a_colon() -> None:
+    import base64
+
+    import bcrypt
+
+    from exporter.serving.auth import BasicAuth
+
+    auth = BasicAuth({"alice": bcrypt.hashpw(b"pass:word", bcrypt.gensalt(rounds=4)).decode()})
+    right = base64.b64encode(b"alice:pass:word").decode()
+
+    async def scenario() -> list[bool]:
+        return [
+            await auth.check(f"Basic {right}"),  # the password is everything after the first colon
+            await auth.check("Basic !!!not-base64!!!"),
+            await auth.check(f"Basic {right[:4]}!{right[4:]}"),  # a stray character is not skipped
+            await auth.check("Basic " + base64.b64encode(b"\xff\xfe:x").decode()),  # not UTF-8
+            await auth.check(f"Bearer {right}"),
+            await auth.check(None),
+        ]
+
+    assert asyncio.run(scenario()) == [True, False, False, False, False, False]
+
+
+def test_basic_auth_pays_bcrypt_once_for_a_pair_it_has_verified(monkeypatch: pytest.MonkeyPatch) -> None:
+    import base64
+
+    import bcrypt
+
+    from exporter.serving import auth as module
+
+    calls: list[bytes] = []
+    checkpw = bcrypt.checkpw
+
+    def counted(password: bytes, hashed: bytes) -> bool:
+        calls.append(password)
+        return checkpw(password, hashed)
+
+    monkeypatch.setattr(module.bcrypt, "checkpw", counted)
+    auth = module.BasicAuth({"alice": bcrypt.hashpw(b"right", bcrypt.gensalt(rounds=4)).decode()})
+
+    def header(password: str) -> str:
+        return "Basic " + base64.b64encode(f"alice:{password}".encode()).decode()
+
+    async def scenario() -> list[bool]:
+        return [await auth.check(header(p)) for p in ("right", "right", "right", "wrong", "right")]
+
+    assert asyncio.run(scenario()) == [True, True, True, False, True]
+    assert calls == [b"right", b"wrong"]  # the remembered pair skips bcrypt; a wrong one never does
