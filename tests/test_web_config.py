@@ -217,3 +217,92 @@ def test_inline_certificates_and_allowed_client_sans(ca: trustme.CA, pems: Path,
             assert httpx.get(f"{server.url}/healthz", verify=context).status_code == status, name
     finally:
         server.stop()
+
+
+def tls(pems: Path, **extra: Any) -> dict[str, Any]:
+    return {
+        "tls_server_config": {"cert_file": str(pems / "cert.pem"), "key_file": str(pems / "key.pem"), **extra}
+    }
+
+
+@pytest.mark.parametrize(
+    ("client_auth_type", "verify_mode"),
+    [
+        ("NoClientCert", ssl.CERT_NONE),
+        ("RequestClientCert", ssl.CERT_OPTIONAL),
+        ("RequireAnyClientCert", ssl.CERT_REQUIRED),
+        ("VerifyClientCertIfGiven", ssl.CERT_OPTIONAL),
+        ("RequireAndVerifyClientCert", ssl.CERT_REQUIRED),
+    ],
+)
+def test_each_client_auth_type_sets_its_verify_mode(
+    pems: Path, tmp_path: Path, client_auth_type: str, verify_mode: ssl.VerifyMode
+) -> None:
+    document = tls(pems, client_auth_type=client_auth_type, client_ca_file=str(pems / "ca.pem"))
+    context = loaded(document, tmp_path).ssl_context()
+    assert context is not None and context.verify_mode == verify_mode
+
+
+def test_the_context_keeps_its_defaults_and_adds_what_is_asked(pems: Path, tmp_path: Path) -> None:
+    plain = loaded(tls(pems), tmp_path).ssl_context()
+    assert plain is not None and plain.security_level >= 1
+    assert plain.options & ssl.OP_CIPHER_SERVER_PREFERENCE  # the toolkit's default: true
+    theirs = loaded(tls(pems, prefer_server_cipher_suites=False), tmp_path).ssl_context()
+    assert theirs is not None and not theirs.options & ssl.OP_CIPHER_SERVER_PREFERENCE
+    suites = ["TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"]
+    asked = loaded(tls(pems, cipher_suites=suites), tmp_path).ssl_context()
+    assert asked is not None
+    below_13 = {c["name"] for c in asked.get_ciphers() if c["protocol"] != "TLSv1.3"}
+    assert below_13 == {"ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384"}
+    assert asked.options & ssl.OP_CIPHER_SERVER_PREFERENCE
+    assert asked.options & ssl.OP_NO_COMPRESSION == plain.options & ssl.OP_NO_COMPRESSION  # kept
+    for old in ("TLS10", "TLS11"):
+        context = loaded(tls(pems, min_version=old), tmp_path).ssl_context()
+        # OpenSSL's default security level would refuse them whatever the bounds say.
+        assert context is not None and context.security_level == 0
+        assert (
+            context.minimum_version == {"TLS10": ssl.TLSVersion.TLSv1, "TLS11": ssl.TLSVersion.TLSv1_1}[old]
+        )
+
+
+def test_a_certificate_from_a_file_and_its_key_inline_and_the_other_way_round(
+    pems: Path, tmp_path: Path
+) -> None:
+    cert, key = (pems / "cert.pem").read_text(), (pems / "key.pem").read_text()
+    for halves in (
+        {"cert_file": str(pems / "cert.pem"), "key": key},
+        {"cert": cert, "key_file": str(pems / "key.pem")},
+    ):
+        assert loaded({"tls_server_config": halves}, tmp_path).ssl_context() is not None
+
+
+def test_an_unreadable_or_broken_web_config_is_one_line_naming_it(pems: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "absent.yml"
+    with pytest.raises(ConfigError) as caught:
+        load_web_config(missing)
+    assert caught.value.problems == [f"{missing}: cannot read web configuration: No such file or directory"]
+    broken = tmp_path / "broken.yml"
+    broken.write_text("tls_server_config: [unclosed\n")
+    with pytest.raises(ConfigError) as caught:
+        load_web_config(broken)
+    [problem] = caught.value.problems
+    assert problem.startswith(f"{broken}: invalid YAML: ")
+    [problem] = refused(tls(pems, key_file=str(pems / "ca.pem")), tmp_path)  # a certificate, not a key
+    assert problem.startswith("web_config.tls_server_config: cannot load: ")
+
+
+def test_without_a_certificate_a_client_is_not_allowed_when_sans_are_required(
+    pems: Path, tmp_path: Path
+) -> None:
+    document = tls(
+        pems, client_allowed_sans=["allowed.example"], client_auth_type="RequireAndVerifyClientCert"
+    )
+    config = loaded(
+        {
+            **document,
+            "tls_server_config": {**document["tls_server_config"], "client_ca_file": str(pems / "ca.pem")},
+        },
+        tmp_path,
+    )
+    assert not config.allows(None) and not config.allows({})
+    assert config.allows({"subjectAltName": (("DNS", "allowed.example"),)})

@@ -206,6 +206,8 @@ class WebConfig(Frozen):
             context.set_ciphers(":".join(suites))
         if tls.prefer_server_cipher_suites:
             context.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
+        else:  # Python's server contexts prefer their own order by default
+            context.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
         if tls.curve_preferences:
             context.set_ecdh_curve(CURVES[tls.curve_preferences[0]])
         return context
