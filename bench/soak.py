@@ -1,7 +1,7 @@
 """Soak: the real program polls every kind every second, with steady data, until it has made
 10,000 polls; its resident memory and open file descriptors are sampled all along.
 
-    make soak             # part of make bench; or: python bench/soak.py [--polls N] [--every S]
+    make soak             # not part of make bench; or: python bench/soak.py [--polls N] [--every S]
 
 The simulators of the four HTTP platforms and an Azurite table (the demo's data, not evolving)
 are polled by two copies of the program started side by side:
