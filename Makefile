@@ -67,7 +67,7 @@ lint: setup
 test: setup $(AZURITE) $(OPERATOR_MODELS) $(PROMETHEUS_TOOLS) $(CHROMIUM) lint
 	$(BIN)/pytest
 
-# Every target beside its baseline, each ratio next to its bound (about 15 minutes in all).
+# Every target beside its baseline, each ratio next to its bound (about 10 minutes on 2 cores).
 bench: setup $(AZURITE)
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/run.py

@@ -1350,13 +1350,15 @@ def test_the_sources_issued_secrets_reach_the_exporters_redactor(core: Core) -> 
     assert core.exporter.redactor.scrub("said a-token-issued-at-run-time") == "said <redacted>"
 
 
-def test_a_reload_sets_whether_failures_are_served() -> None:
+def test_a_reload_sets_whether_failures_are_served_and_the_dashboard_they_link_to() -> None:
     from exporter.config import build_settings
+    from exporter.runtime import Exporter
 
     core = Core()
-    assert core.exporter.details_enabled is True
+    assert core.exporter.details_enabled is True and core.exporter.dashboard_url is None
+    grafana = "https://grafana.example/d/tenant"
     document = {
-        "failure_details": {"enabled": False},
+        "failure_details": {"enabled": False, "dashboard_url": grafana},
         "sources": [
             {
                 "name": "s",
@@ -1367,11 +1369,12 @@ def test_a_reload_sets_whether_failures_are_served() -> None:
             }
         ],
     }
+    assert Exporter(build_settings(document, {})).dashboard_url == grafana
     core.run(core.exporter.apply(build_settings(document, {})))
-    assert core.exporter.details_enabled is False
+    assert core.exporter.details_enabled is False and core.exporter.dashboard_url == grafana
     document.pop("failure_details")
     core.run(core.exporter.apply(build_settings(document, {})))
-    assert core.exporter.details_enabled is True
+    assert core.exporter.details_enabled is True and core.exporter.dashboard_url is None
 
 
 def test_a_secret_that_contains_another_is_redacted_whole() -> None:

@@ -249,13 +249,16 @@ def test_the_context_keeps_its_defaults_and_adds_what_is_asked(pems: Path, tmp_p
     assert plain.options & ssl.OP_CIPHER_SERVER_PREFERENCE  # the toolkit's default: true
     theirs = loaded(tls(pems, prefer_server_cipher_suites=False), tmp_path).ssl_context()
     assert theirs is not None and not theirs.options & ssl.OP_CIPHER_SERVER_PREFERENCE
+    # Only that option changes: the defaults stay set, and nothing else is turned on.
+    default = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).options
+    assert theirs.options == default & ~ssl.OP_CIPHER_SERVER_PREFERENCE
     suites = ["TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"]
     asked = loaded(tls(pems, cipher_suites=suites), tmp_path).ssl_context()
     assert asked is not None
     below_13 = {c["name"] for c in asked.get_ciphers() if c["protocol"] != "TLSv1.3"}
     assert below_13 == {"ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384"}
     assert asked.options & ssl.OP_CIPHER_SERVER_PREFERENCE
-    assert asked.options & ssl.OP_NO_COMPRESSION == plain.options & ssl.OP_NO_COMPRESSION  # kept
+    assert asked.options == plain.options == default | ssl.OP_CIPHER_SERVER_PREFERENCE  # defaults kept
     for old in ("TLS10", "TLS11"):
         context = loaded(tls(pems, min_version=old), tmp_path).ssl_context()
         # OpenSSL's default security level would refuse them whatever the bounds say.
