@@ -238,9 +238,9 @@ def test_panels_have_a_data_source_title_description_unit_and_targets(name: str)
     infinity = {"type": "yesoreyeram-infinity-datasource", "uid": "${failures_datasource}"}
     for panel in panels(DASHBOARDS[name]):
         title = panel["title"]
-        # The one exception: the failed-files table reads the exporter itself, through Infinity.
+        # The exceptions: the causes and failed-files tables read the exporter itself, through Infinity.
         assert panel["datasource"] == PROMETHEUS or (
-            panel["datasource"] == infinity and title == "Failed files by name"
+            panel["datasource"] == infinity and title in ("Causes", "Failed files by name")
         )
         assert title and panel["description"], title
         assert panel["targets"], title
