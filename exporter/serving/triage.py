@@ -247,6 +247,9 @@ def _row(item: dict[str, Any], columns: Sequence[str], now: float) -> str:
             text = _when(value, now)
         elif key == "tenant":
             text = _short(value)
+        elif key in ("source", "platform", "error_type"):
+            # Long label values (VECTOR_EMBEDDING_FAILED) may break at their underscores only.
+            text = e(value).replace("_", "_<wbr>")
         elif key == "name":
             location = item["location"]
             name = e(value or item["id"])
@@ -418,11 +421,25 @@ th {{ background: #f6f8fa; white-space: nowrap; }}
 th[data-sort] {{ cursor: pointer; }}
 th[aria-sort=descending]::after {{ content: " \\25BE"; }}
 th[aria-sort=ascending]::after {{ content: " \\25B4"; }}
-td.failed_at, td.first_seen, td.source, td.platform, td.error_type, td.tenant, td.retry_count, td.rows,
-td.count {{ white-space: nowrap; }}
+td.failed_at, td.first_seen, td.tenant, td.retry_count, td.rows, td.count {{ white-space: nowrap; }}
 td.retry_count, td.rows, td.count {{ text-align: right; font-variant-numeric: tabular-nums; }}
 td.name {{ min-width: 10rem; max-width: 22rem; overflow-wrap: break-word; }}
 td.message, td.key {{ min-width: 16rem; width: 40%; overflow-wrap: anywhere; }}
+@media (max-width: 1000px) {{
+  /* Narrow windows: each record is a card, its labels on one line, its file and message below. */
+  #records thead {{ display: none; }}
+  #records, #records tbody, #records tr {{ display: block; width: 100%; }}
+  #records tr {{ border-bottom: 1px solid var(--line); padding: 0.4rem 0; }}
+  #records td {{ display: inline-block; border: 0; padding: 0.1rem 0.5rem 0.1rem 0; }}
+  #records td.name {{ font-weight: 600; }}
+  #records td.name, #records td.message, #records td.key {{ display: block; min-width: 0; max-width: none;
+    width: auto; overflow-wrap: anywhere; }}
+  #records td.retry_count:not(:empty)::before {{ content: "retries "; color: var(--muted); }}
+  #records td.rows:not(:empty)::before {{ content: "rows "; color: var(--muted); }}
+  #records td.first_seen:not(:empty)::before {{ content: "first seen "; color: var(--muted); }}
+  #records td.count::before {{ content: "files "; color: var(--muted); }}
+  header, main {{ padding: 0.6rem 0.8rem; }} section {{ padding: 0.5rem 0.6rem; }}
+}}
 .id {{ font-family: ui-monospace, monospace; cursor: copy; border-bottom: 1px dotted var(--muted); }}
 .id.copied::after {{ content: " copied"; color: var(--good); font-family: system-ui, sans-serif; }}
 .warn {{ color: #9a6700; }} .none, .more {{ color: var(--muted); }}
