@@ -263,19 +263,19 @@ def routes(exporter: ExporterView, reload: Reload | None) -> list[web.RouteDef]:
         states = exporter.states
         # Indexing a new result and searching are O(records): off the event loop.
         scrub = exporter.redactor.scrub
-        lanes = index_of_failures.refresh
+        indexes = index_of_failures.refresh  # called in the worker thread: it may index a new result
         if query.format == "html":
             now, dashboard = time.time(), exporter.dashboard_url
             body = await asyncio.to_thread(
-                lambda: triage_page(lanes(states), query, states, scrub=scrub, now=now, dashboard=dashboard)
+                lambda: triage_page(indexes(states), query, states, scrub=scrub, now=now, dashboard=dashboard)
             )
             return web.Response(body=body, content_type="text/html", charset="utf-8")
         if query.group_by:
-            groups = await asyncio.to_thread(lambda: group(lanes(states), query, scrub=scrub))
+            groups = await asyncio.to_thread(lambda: group(indexes(states), query, scrub=scrub))
             if query.format == "csv":
                 return web.Response(body=groups_as_csv(groups), content_type="text/csv", charset="utf-8")
             return web.Response(body=groups_as_json(groups, query), content_type="application/json")
-        page = await asyncio.to_thread(lambda: search(lanes(states), query, scrub=scrub))
+        page = await asyncio.to_thread(lambda: search(indexes(states), query, scrub=scrub))
         if query.format == "csv":
             return web.Response(body=as_csv(page), content_type="text/csv", charset="utf-8")
         return web.Response(body=as_json(page, query), content_type="application/json")

@@ -36,6 +36,7 @@ FIELDS = (
     "rows",
 )
 LABEL_FILTERS = ("source", "tenant", "platform", "error_type")
+INDEXED_LABELS = ("tenant", "platform", "error_type")  # a lane's labels, in LaneIndex.by_label
 # Repeatable like the label filters: a message pattern, as a group of group_by=message names it.
 REPEATABLE = (*LABEL_FILTERS, "pattern")
 SINGLE = ("min_retry_count", "q", "limit", "offset", "format", "group_by")
@@ -170,7 +171,7 @@ class LaneIndex:
         self.rows: list[int | None] | None = (
             [result.rows.get(key) for key, _, _ in keyed] if result.rows else None
         )
-        self.by_label: tuple[dict[str, list[int]], ...] = ({}, {}, {})  # tenant, platform, error_type
+        self.by_label: tuple[dict[str, list[int]], ...] = ({}, {}, {})  # of INDEXED_LABELS
         for position, entry in enumerate(self.entries):
             for index, positions in enumerate(self.by_label):
                 positions.setdefault(entry.labels[index], []).append(position)
@@ -190,6 +191,11 @@ class LaneIndex:
         if found is None:
             found = self._patterns[message] = message_pattern(scrub(message))
         return found
+
+    def rank(self, position: int) -> tuple[bool, float, str, str]:
+        """Where the record at ``position`` stands in /failures among every lane's records."""
+        missing, newest_first, record_id = failures_order(self.entries[position], self.details[position])
+        return missing, newest_first, self.source, record_id
 
     def row(self, position: int) -> Row:
         rows = self.rows
@@ -315,27 +321,33 @@ def search(
     scrub: Callable[[str], str] = unchanged,
 ) -> Page:
     """The matching records of every lane, merged in order; a page of them, or ``everything``."""
-    chosen = [lane for lane in lanes if not query.sources or lane.source in query.sources]
-    found = [(lane, lane.matches(query, scrub)) for lane in chosen]
+    found = [(lane, lane.matches(query, scrub)) for lane in _chosen(lanes, query)]
     total = sum(len(positions) for _, positions in found)
 
     if len(found) == 1 and not everything:  # one lane: its positions are already in order
         lane, positions = found[0]
         page = positions[query.offset : query.offset + query.limit]
-        rows = [lane.row(p) for p in page]
-        return Page(total, rows, sorted(x.source for x in lanes if x.result.details_truncated), scrub)
+        return Page(total, [lane.row(p) for p in page], _truncated(lanes), scrub)
 
     def rows_of(
         lane: LaneIndex, positions: Sequence[int]
     ) -> Iterator[tuple[tuple[bool, float, str, str], Row]]:
         for position in positions:
-            order = failures_order(lane.entries[position], lane.details[position])
-            yield (order[0], order[1], lane.source, order[2]), lane.row(position)
+            yield lane.rank(position), lane.row(position)
 
     merged = heapq.merge(*(rows_of(lane, positions) for lane, positions in found), key=lambda pair: pair[0])
     window = merged if everything else itertools.islice(merged, query.offset, query.offset + query.limit)
-    truncated = sorted(lane.source for lane in lanes if lane.result.details_truncated)
-    return Page(total, [row for _, row in window], truncated, scrub)
+    return Page(total, [row for _, row in window], _truncated(lanes), scrub)
+
+
+def _chosen(lanes: Sequence[LaneIndex], query: Query) -> list[LaneIndex]:
+    """The lanes the query's ``source`` filter keeps."""
+    return [lane for lane in lanes if not query.sources or lane.source in query.sources]
+
+
+def _truncated(lanes: Sequence[LaneIndex]) -> list[str]:
+    """The sources whose details were cut at ``max_records_per_source``."""
+    return sorted(lane.source for lane in lanes if lane.result.details_truncated)
 
 
 @dataclass(frozen=True)
@@ -372,13 +384,11 @@ def group(lanes: Sequence[LaneIndex], query: Query, *, scrub: Callable[[str], st
     """The matching records of every lane counted by ``query.group_by``: most files first, then
     by key; a page of the groups."""
     by = query.group_by
-    label = ("tenant", "platform", "error_type").index(by) if by not in ("source", "message") else -1
+    label = INDEXED_LABELS.index(by) if by in INDEXED_LABELS else -1
     counts: dict[str, int] = {}
     firsts: dict[str, tuple[tuple[bool, float, str, str], LaneIndex, int]] = {}
     total = 0
-    for lane in lanes:
-        if query.sources and lane.source not in query.sources:
-            continue
+    for lane in _chosen(lanes, query):
         positions = lane.matches(query, scrub)
         total += len(positions)
         if not positions:
@@ -395,16 +405,14 @@ def group(lanes: Sequence[LaneIndex], query: Query, *, scrub: Callable[[str], st
         # Later positions come first in the reversal, so each key keeps its earliest.
         earliest = dict(zip(reversed(keys), reversed(positions), strict=True))
         for key, position in earliest.items():
-            order = failures_order(lane.entries[position], lane.details[position])
-            ranked = (order[0], order[1], lane.source, order[2])
+            ranked = lane.rank(position)
             known = firsts.get(key)
             if known is None or ranked < known[0]:
                 firsts[key] = (ranked, lane, position)
     ordered = sorted(counts.items(), key=lambda pair: (-pair[1], pair[0]))
     page = ordered[query.offset : query.offset + query.limit]
     groups = [Group(key, count, firsts[key][1].row(firsts[key][2])) for key, count in page]
-    truncated = sorted(lane.source for lane in lanes if lane.result.details_truncated)
-    return Groups(total, len(ordered), groups, truncated, scrub)
+    return Groups(total, len(ordered), groups, _truncated(lanes), scrub)
 
 
 def as_json(page: Page, query: Query, *, everything: bool = False) -> bytes:
