@@ -151,6 +151,15 @@ def test_429_beyond_the_poll_budget_is_rate_limited(rezolve: RezolveSimulator) -
     assert len(rezolve.calls("failed-files")) == 1  # it did not wait an hour, nor hammer
 
 
+def test_a_retry_the_poll_could_not_wait_for_is_not_made(rezolve: RezolveSimulator) -> None:
+    # Each answer takes 0.9 s. A retry after the first would end past the 2 s poll: made, it
+    # would turn the source's 503 into a timeout.
+    rezolve.inject(status=503, delay=0.9)
+    exporter = poll_once(rezolve.url, rezolve.token, timeout="5s", poll_timeout="2s")
+    assert outcome(exporter) == (False, {Reason.HTTP_ERROR: 1})
+    assert len(rezolve.calls("failed-files")) == 1
+
+
 def test_a_poll_past_poll_timeout_is_abandoned_as_timeout(rezolve: RezolveSimulator) -> None:
     rezolve.inject(delay=3)
     exporter = poll_once(rezolve.url, rezolve.token, timeout="10s", poll_timeout="1s")

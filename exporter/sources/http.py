@@ -163,6 +163,7 @@ class HttpClient:
         what = f"{method} {urlsplit(url).path or url}"
         attempt = 0
         while True:
+            began = loop.time()
             try:
                 response = await self._send(method, url, max_bytes or self._max_bytes, truncate, kwargs)
             except TimeoutError:
@@ -192,7 +193,7 @@ class HttpClient:
                     wait = self._backoff_for(attempt)
                 else:
                     raise error
-            if attempt >= self._retries or not self._fits_budget(loop, wait):
+            if attempt >= self._retries or not self._fits_budget(loop, wait, loop.time() - began):
                 raise error
             await asyncio.sleep(wait)
             attempt += 1
@@ -231,9 +232,11 @@ class HttpClient:
     def _backoff_for(self, attempt: int) -> float:
         return self._backoff * (2.0**attempt) * (0.5 + random.random() / 2)
 
-    def _fits_budget(self, loop: asyncio.AbstractEventLoop, wait: float) -> bool:
-        """Whether waiting ``wait`` seconds still leaves time in the poll for another attempt."""
-        return self.deadline is None or loop.time() + wait < self.deadline
+    def _fits_budget(self, loop: asyncio.AbstractEventLoop, wait: float, took: float) -> bool:
+        """Whether, after waiting ``wait`` seconds, the poll still has as long as the failed
+        attempt ``took`` for another: a retry cut off by the deadline would turn the source's
+        own error into a timeout, and tell the operator less."""
+        return self.deadline is None or loop.time() + wait + took < self.deadline
 
 
 @dataclass(frozen=True, slots=True)
