@@ -38,9 +38,9 @@ from exporter.configtypes import Duration, HttpSourceConfig, SecretFile, check_h
 from exporter.records import FailureRecord, PollError, Reason, decimal
 from exporter.sources.base import RecordSink, cancel, gather_parts
 from exporter.sources.http import (
+    ClientCredentials,
     HttpClient,
     HttpStatusError,
-    Issued,
     IssuedToken,
     Response,
     SingleTenantSource,
@@ -201,9 +201,18 @@ class AepSource(SingleTenantSource[AepConfig]):
             max_response_bytes=config.max_response_bytes,
             headers={"accept": "application/json"},
         )
-        self._token = IssuedToken(
-            self._renew_token if config.client_id is not None else None, config.secret("access_token")
-        )
+        credentials = None
+        if config.client_id is not None:
+            credentials = ClientCredentials(
+                self._ims,
+                self._http,
+                config.ims_url,
+                config.client_id,
+                config.secret("client_secret") or "",
+                config.scopes,
+                issued=lambda token: self.secret_issued(token),
+            )
+        self._token = IssuedToken(credentials, config.secret("access_token"))
         # (batch id, file name) -> its first error: a file already classified is never
         # downloaded again. Only entries still seen in the latest poll are kept.
         self._classified: dict[tuple[str, str], str] = {}
@@ -392,49 +401,6 @@ class AepSource(SingleTenantSource[AepConfig]):
             return self._http.request(method, url, headers={"authorization": f"Bearer {token}"}, **kwargs)
 
         return await self._token.send(send)
-
-    async def _renew_token(self) -> Issued:
-        """IMS client credentials; renewed a tenth of its lifetime (at most 5 min) early."""
-        self._ims.deadline = self._http.deadline
-        try:
-            response = await self._ims.request(
-                "POST",
-                self.config.ims_url,
-                data={
-                    "grant_type": "client_credentials",
-                    "client_id": self.config.client_id,
-                    "client_secret": self.config.secret("client_secret"),
-                    "scope": self.config.scopes,
-                },
-            )
-        except HttpStatusError as exc:
-            # IMS refuses credentials with 400 and an OAuth error code, not with 401.
-            if exc.status == 400 and oauth_error(exc.body) in REFUSED_CREDENTIALS:
-                raise PollError(
-                    Reason.AUTH, f"the token service refused the credentials: {exc.detail}"
-                ) from None
-            raise
-        body = response.json()
-        token = body.get("access_token") if isinstance(body, dict) else None
-        lifetime = body.get("expires_in") if isinstance(body, dict) else None
-        if not isinstance(token, str) or not token:
-            raise PollError(Reason.AUTH, "the token service answered without an access_token")
-        seconds = float(lifetime) if isinstance(lifetime, int | float) else 3600.0
-        self.secret_issued(token)
-        return Issued(token, renew_at=time.time() + seconds - min(seconds / 10, 300.0))
-
-
-# OAuth 2.0 error codes (RFC 6749 section 5.2) by which IMS refuses a client.
-REFUSED_CREDENTIALS = frozenset({"invalid_client", "invalid_scope", "unauthorized_client", "invalid_grant"})
-
-
-def oauth_error(body: bytes) -> str | None:
-    try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    error = document.get("error") if isinstance(document, dict) else None
-    return error if isinstance(error, str) else None
 
 
 def is_failed_file(entry: dict[str, Any]) -> bool:

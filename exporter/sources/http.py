@@ -15,16 +15,16 @@ import random
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Generic, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote_plus, urlsplit
 
 import aiohttp
 
 from exporter import __version__
 from exporter.configtypes import HttpSourceConfig
-from exporter.records import PollError, Reason, decimal, excerpt
+from exporter.records import PollError, Reason, as_count, decimal, excerpt
 from exporter.sources.base import RecordSink, Source
 
 USER_AGENT = f"ingestion-failure-exporter/{__version__}"
@@ -44,6 +44,8 @@ class Response:
     status: int
     headers: Mapping[str, str]  # names in any case
     body: bytes
+    # The ``Link`` header's targets by relation (``next``), as absolute URLs.
+    links: Mapping[str, str] = field(default_factory=dict)
 
     def json(self) -> Any:
         try:
@@ -227,7 +229,12 @@ class HttpClient:
                         break
                     raise too_large()
             body = b"".join(chunks)
-            return Response(answer.status, answer.headers, body[:max_bytes] if truncate else body)
+            links: dict[str, str] = {}
+            if "link" in answer.headers:  # parsed by aiohttp, and resolved against the answer's URL
+                for relations, link in answer.links.items():
+                    for relation in relations.split():
+                        links.setdefault(relation, str(link["url"]))
+            return Response(answer.status, answer.headers, body[:max_bytes] if truncate else body, links)
 
     def _backoff_for(self, attempt: int) -> float:
         return self._backoff * (2.0**attempt) * (0.5 + random.random() / 2)
@@ -285,6 +292,76 @@ class IssuedToken:
             if exc.status != 401 or self._issue is None:
                 raise
         return await request(await self.current(refused=token))
+
+
+# OAuth 2.0 error codes (RFC 6749, section 5.2) by which a token service refuses a client.
+REFUSED_CREDENTIALS = frozenset({"invalid_client", "invalid_scope", "unauthorized_client", "invalid_grant"})
+
+
+def oauth_error(body: bytes) -> str | None:
+    """The ``error`` code of an OAuth 2.0 error answer, if the body is one."""
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    error = document.get("error") if isinstance(document, dict) else None
+    return error if isinstance(error, str) else None
+
+
+class ClientCredentials:
+    """OAuth 2.0 client credentials (RFC 6749, section 4.4): a token from a token service, to be
+    renewed a tenth of its lifetime (at most five minutes) before it ends. An ``IssuedToken``'s
+    way to obtain one."""
+
+    def __init__(
+        self,
+        client: HttpClient,
+        api: HttpClient,
+        url: str,
+        client_id: str,
+        client_secret: str,
+        scope: str,
+        *,
+        issued: Callable[[str], None],
+        basic: bool = False,
+    ) -> None:
+        """``client`` asks the token service, within the poll of ``api``; ``issued`` is told
+        each token (to redact it); ``basic`` sends the client's credentials as HTTP Basic
+        rather than in the form."""
+        self._client, self._api = client, api
+        self._url = url
+        self._form = {"grant_type": "client_credentials"}
+        self._headers: dict[str, str] = {}
+        if basic:
+            # Each half form-encoded first (RFC 6749, section 2.3.1).
+            self._headers["authorization"] = aiohttp.BasicAuth(
+                quote_plus(client_id), quote_plus(client_secret)
+            ).encode()
+        else:
+            self._form |= {"client_id": client_id, "client_secret": client_secret}
+        if scope:
+            self._form["scope"] = scope
+        self._issued = issued
+
+    async def __call__(self) -> Issued:
+        self._client.deadline = self._api.deadline
+        try:
+            response = await self._client.request("POST", self._url, data=self._form, headers=self._headers)
+        except HttpStatusError as exc:
+            # A refused client is a 400 or 401 with an OAuth error code.
+            if exc.status in (400, 401) and oauth_error(exc.body) in REFUSED_CREDENTIALS:
+                refused = f"the token service refused the credentials: {exc.detail}"
+                raise PollError(Reason.AUTH, refused) from None
+            raise
+        body = response.json()
+        token = body.get("access_token") if isinstance(body, dict) else None
+        lifetime = body.get("expires_in") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            raise PollError(Reason.AUTH, "the token service answered without an access_token")
+        # A number of seconds, or its digits (some services send "3599").
+        seconds = float(as_count(lifetime)) or 3600.0
+        self._issued(token)
+        return Issued(token, renew_at=time.time() + seconds - min(seconds / 10, 300.0))
 
 
 HttpConfigT = TypeVar("HttpConfigT", bound=HttpSourceConfig)
