@@ -55,6 +55,11 @@ class PollError(Exception):
         self.detail = detail
 
 
+# Between a scope and a part of it (``tenant/platform > job``): when the scope fails as a whole,
+# the previous records of each of its parts are kept too.
+SCOPE_SEPARATOR = " > "
+
+
 class FailureRecord(NamedTuple):
     """One file that failed, as a source reads it, before classification.
 

@@ -1572,6 +1572,36 @@ def test_the_watermark_is_the_latest_change_whatever_the_order() -> None:
     assert aggregator.finish(None).watermark == 9.0
 
 
+def test_a_failed_scope_keeps_the_previous_records_of_its_parts_and_no_others() -> None:
+    from exporter.pipeline.aggregate import PollAggregator
+    from exporter.pipeline.classify import Classifier
+    from exporter.records import PollError, Reason
+
+    def aggregator() -> PollAggregator:
+        return PollAggregator(
+            classifier=Classifier(),
+            retry_count_cap=5,
+            max_series=10,
+            owns_tenant=lambda _: True,
+            deadline=0.0,
+            keep_identities=True,
+        )
+
+    first = aggregator()
+    for file_id, scope in [
+        ("a", "t1/x > job:1"),
+        ("b", "t1/x > job:2"),
+        ("c", "t1/xy > job:1"),
+        ("d", "t1/x"),
+    ]:
+        first.add(record(file_id)._replace(scope=scope))
+    previous = first.finish(None)
+    second = aggregator()
+    second.fail("t1/x", PollError(Reason.TIMEOUT, "the list of t1/x"))
+    kept = second.finish(previous)
+    assert sorted(key[2] for key in (entry.identity for entry in kept.entries.values())) == ["a", "b", "d"]
+
+
 def test_the_newest_of_a_tenant_and_platform_is_the_latest_of_all_its_label_sets() -> None:
     from exporter.pipeline.aggregate import PollAggregator
     from exporter.pipeline.classify import Classifier

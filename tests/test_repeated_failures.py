@@ -12,12 +12,15 @@ from exporter.records import FailureRecord
 from exporter.sources.base import RepeatedFailures
 
 MESSAGES = ("Access is denied.", "The file is locked by another user", "Unable to parse document")
-# One run's failure: (file, message, when the run ended, run). Few files, so that they repeat.
+# The type a platform may report with a message: it goes with its message.
+TYPES = {"Access is denied.": "ACCESS_DENIED", "Unable to parse document": "PARSE_ERROR"}
+# One run's failure: (file, message, when the run ended or None, run). Few files, so that they
+# repeat.
 FAILURES = st.lists(
     st.tuples(
         st.sampled_from(["a", "b", "c", "d"]),
         st.sampled_from(MESSAGES),
-        st.sampled_from([10.0, 20.0, 30.0]),
+        st.sampled_from([10.0, 20.0, 30.0, None]),
         st.sampled_from(["job:1", "job:2", "job:3", "job:4"]),
     ),
     max_size=25,
@@ -36,25 +39,35 @@ def aggregator(max_series: int = 1000, owns: tuple[str, ...] = ("acme",)) -> Pol
     )
 
 
-def counted_on_arrival(failures: list[tuple[str, str, float, str]], out: PollAggregator) -> PollResult:
+def counted_on_arrival(failures: list[tuple[str, str, float | None, str]], out: PollAggregator) -> PollResult:
     seen: RepeatedFailures[tuple[str, str]] = RepeatedFailures(out, "acme")
     for file, message, when, run in failures:
-        seen.add(("acme", file), "fs", message, when, run, file, f"share/{file}")
+        seen.add(("acme", file), "fs", message, when, run, file, f"share/{file}", TYPES.get(message))
     return out.finish(None)
 
 
-def merged_then_counted(failures: list[tuple[str, str, float, str]]) -> PollResult:
+def merged_then_counted(failures: list[tuple[str, str, float | None, str]]) -> PollResult:
     """What the window means (docs/reference.md, Platforms), written the plain way: merge every run's failures
     first, then count one record per file."""
-    runs: dict[str, list[tuple[float, str, str]]] = {}
+    runs: dict[str, list[tuple[float | None, str, str]]] = {}
     for file, message, when, run in failures:
         runs.setdefault(file, []).append((when, run, message))
     out = aggregator()
     for file, seen in runs.items():
-        when, run, message = max(seen, key=lambda failure: failure[:2])  # the latest; of a tie, the first
+        # The latest (one without a time is the earliest); of a tie, the first.
+        when, run, message = max(seen, key=lambda failure: (failure[0] or 0.0, failure[1]))
         out.add(
             FailureRecord(
-                "acme", "fs", ("acme", file), message, None, len(seen) - 1, when, run, file, f"share/{file}"
+                "acme",
+                "fs",
+                ("acme", file),
+                message,
+                TYPES.get(message),
+                len(seen) - 1,
+                when,
+                run,
+                file,
+                f"share/{file}",
             )
         )
     return out.finish(None)

@@ -18,7 +18,7 @@ from exporter.pipeline.result import (
     rows_by_labels,
     times_by_place,
 )
-from exporter.records import FailureRecord, PollError
+from exporter.records import SCOPE_SEPARATOR, FailureRecord, PollError
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,8 +250,13 @@ class PollAggregator:
         if incremental and previous is not None and previous.watermark is not None:
             watermark = previous.watermark if watermark is None else max(watermark, previous.watermark)
         if previous is not None and (self.failures or incremental):
+            failures = self.failures
             for key, (labels, failed_at, scope, identity) in previous.entries.items():
-                if (incremental or scope in self.failures) and key not in self._entries:
+                # A scope may be a part of a larger one (``list > item``) that failed whole.
+                failed = scope in failures or (
+                    SCOPE_SEPARATOR in scope and scope.partition(SCOPE_SEPARATOR)[0] in failures
+                )
+                if (incremental or failed) and key not in self._entries:
                     placed = self._place(key, labels, failed_at, scope, identity)
                     rows = previous.rows.get(key)
                     if placed and rows is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import math
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
@@ -134,38 +135,43 @@ class RepeatedFailures(Generic[IdentityT]):
     def __init__(self, out: RecordSink, tenant: str) -> None:
         self._out = out
         self._tenant = tenant
-        # Per identity: the latest run's message, time and run, and in how many runs it failed.
-        # Tuples of plain values, which the garbage collector soon stops tracking (lists, it
-        # would walk again at every collection).
-        self._seen: dict[IdentityT, tuple[str, float, str, int]] = {}
+        # Per identity: the latest run's message, type, time and run, and in how many runs it
+        # failed. Tuples of plain values, which the garbage collector soon stops tracking
+        # (lists, it would walk again at every collection).
+        self._seen: dict[IdentityT, tuple[str, str | None, float | None, str, int]] = {}
 
     def add(
         self,
         identity: IdentityT,
         platform: str,
         message: str,
-        when: float,
+        when: float | None,
         run: str,
         name: str,
         location: str,
+        reported_type: str | None = None,
     ) -> None:
         """One run's failure of ``identity``; ``name`` and ``location`` say which file it is."""
         known = self._seen.get(identity)
         if known is None:
             # The common case, once per record of a poll: no more work than the record itself.
-            self._seen[identity] = (message, when, run, 1)
+            self._seen[identity] = (message, reported_type, when, run, 1)
             self._out.add(
-                FailureRecord(self._tenant, platform, identity, message, None, 0, when, run, name, location)
+                FailureRecord(
+                    self._tenant, platform, identity, message, reported_type, 0, when, run, name, location
+                )
             )
             return
-        # The latest run's failure; of runs that ended together, the same one whatever order
-        # their answers came in.
-        if not (when > known[1] or (when == known[1] and run > known[2])):
-            message, when, run = known[0], known[1], known[2]
-        runs = known[3] + 1
-        self._seen[identity] = (message, when, run, runs)
+        # The latest run's failure (a run without a time is the earliest); of runs that ended
+        # together, the same one whatever order their answers came in.
+        latest = -math.inf if when is None else when
+        before = -math.inf if known[2] is None else known[2]
+        if not (latest > before or (latest == before and run > known[3])):
+            message, reported_type, when, run = known[0], known[1], known[2], known[3]
+        runs = known[4] + 1
+        self._seen[identity] = (message, reported_type, when, run, runs)
         self._out.revise(
             FailureRecord(
-                self._tenant, platform, identity, message, None, runs - 1, when, run, name, location
+                self._tenant, platform, identity, message, reported_type, runs - 1, when, run, name, location
             )
         )
