@@ -7,7 +7,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from exporter.simulators.aep import AepSimulator, SimBatch, validation_file
 from exporter.simulators.base import SimRequest, Simulator
@@ -18,6 +21,7 @@ from exporter.simulators.unstructured import SimJob as UnstructuredJob
 from exporter.simulators.unstructured import UnstructuredSimulator
 from tests.conftest import TENANT_A as TENANT
 
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 ONE_PLATFORM = [{"tenant_id": TENANT, "rezolve_domain": "acme.rezolve.ai", "platforms": ["sharepoint"]}]
 # Bodies of the wrong shape for any JSON request: each kind adds its own near misses.
 WRONG = ("[]", '"text"', "null", "42", '{"unexpected": true}')
@@ -71,6 +75,13 @@ def unstructured_world(sim: UnstructuredSimulator, names: Sequence[str], failed_
         workflow = next(iter(sim.workflows))
         failed = [(f"docs/{name}.pdf", "PDF file is corrupted") for name in names]
         sim.jobs["job-1"] = UnstructuredJob("job-1", workflow, "COMPLETED", failed_at, failed)
+
+
+def http_json_source(sim: UnstructuredSimulator, name: str) -> dict[str, Any]:
+    """The shipped example that reads the Unstructured API as an ``http_json`` source."""
+    [source] = yaml.safe_load((EXAMPLES / "unstructured.yaml").read_text())["sources"]
+    del source["api_key_file"]
+    return {**source, "name": name, "base_url": sim.url, "api_key": sim.api_key}
 
 
 def aep_world(sim: AepSimulator, names: Sequence[str], failed_at: float) -> None:
@@ -139,6 +150,18 @@ KINDS: dict[str, Kind] = {
                     '[{"id": 1, "workflow_id": "w", "status": "COMPLETED", "created_at": "2099-01-01T00:00:00Z"}]',
                 ),
                 "/details$": (*WRONG[:3], '{"node_stats": [{"failure": "many"}]}', '{"node_stats": "x"}'),
+                "/failed-files$": (*WRONG, '{"failed_files": [{"error": "x"}]}', '{"failed_files": [1]}'),
+            },
+        ),
+        Kind(
+            "http_json",
+            UnstructuredSimulator,
+            http_json_source,
+            unstructured_world,
+            "/failed-files$",
+            lambda sim: 0,
+            {
+                "/api/v1/jobs/$": ('{"jobs": []}', '"text"', "null"),
                 "/failed-files$": (*WRONG, '{"failed_files": [{"error": "x"}]}', '{"failed_files": [1]}'),
             },
         ),

@@ -103,7 +103,7 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         (
             {"sources": [{**rezolve(), "kind": "sharepoint"}]},
             [
-                "sources[0].kind: unknown kind 'sharepoint' (expected one of rezolve, azure_table, commvault, unstructured, aep)"
+                "sources[0].kind: unknown kind 'sharepoint' (expected one of rezolve, azure_table, commvault, unstructured, aep, http_json)"
             ],
         ),
         (

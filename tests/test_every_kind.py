@@ -32,7 +32,7 @@ from tests.conftest import (
     series,
     series_key,
 )
-from tests.kinds import KINDS, running
+from tests.kinds import KINDS, http_json_source, running
 
 NOW = time.time()
 
@@ -97,6 +97,8 @@ def test_once_with_every_kind_prints_exactly_the_spec_series(
             {**table_source, "table_name": "EveryKind"},
             cv.source_config("commvault"),
             un.source_config("unstructured"),
+            # The Unstructured example through http_json, on the same simulator: the same records.
+            {**http_json_source(un, "json"), "tenant": "unstructured"},
             ae.source_config("aep"),
         ]
     }
@@ -115,10 +117,12 @@ def test_once_with_every_kind_prints_exactly_the_spec_series(
         failed("table", "acme", "web", "OCR_FAILED", "1"): 1,
         failed("commvault", "commvault", "windows_file_system", "ACCESS_DENIED", "1"): 1,
         failed("unstructured", "unstructured", "sharepoint", "VECTOR_EMBEDDING_FAILED", "0"): 1,
+        failed("json", "unstructured", "sharepoint", "VECTOR_EMBEDDING_FAILED", "0"): 1,
         failed("aep", "prod", "aep", "SCHEMA_VALIDATION", "0"): 1,
     }
     up = series(samples, "ingestion_source_up")
-    assert up == {series_key(source=s): 1 for s in ("rezolve", "table", "commvault", "unstructured", "aep")}
+    sources = ("rezolve", "table", "commvault", "unstructured", "json", "aep")
+    assert up == {series_key(source=s): 1 for s in sources}
     kinds = {dict(labels)["kind"] for labels in series(samples, "ingestion_source_info")}
     assert kinds == set(SOURCE_KINDS)
     newest = series(samples, "ingestion_failed_files_newest_timestamp_seconds")
@@ -130,7 +134,7 @@ def test_once_with_every_kind_prints_exactly_the_spec_series(
 
     # The drill-down holds exactly the records the gauges count, each named as docs/reference.md, Which files failed says.
     document = json.loads(failures_file.read_text())
-    assert document["total"] == len(document["items"]) == 5 and document["truncated_sources"] == []
+    assert document["total"] == len(document["items"]) == 6 and document["truncated_sources"] == []
     counted: dict[Any, int] = {}
     for item in document["items"]:
         labels = {k: item[k] for k in ("source", "tenant", "platform", "error_type")}
@@ -147,6 +151,7 @@ def test_once_with_every_kind_prints_exactly_the_spec_series(
             "fs01/default:C:\\a",
         ),
         "unstructured": (f"unstructured/{wf}/a.pdf", "a.pdf", wf),
+        "json": (f"unstructured/{wf}/a.pdf", "a.pdf", wf),
         "aep": ("B1/p.json", "p.json", "B1"),
     }
     by_source = {item["source"]: item for item in document["items"]}
@@ -154,11 +159,12 @@ def test_once_with_every_kind_prints_exactly_the_spec_series(
     assert by_source["commvault"]["message"] == "Access is denied."
     assert by_source["aep"]["message"] == "is not a valid date-time"
     # Newest failed_at first (the table's now, Rezolve's a minute ago, Commvault's an hour ago);
-    # AEP and Unstructured failed at the same time, so by source.
+    # AEP and Unstructured (twice) failed at the same time, so by source.
     assert [item["source"] for item in document["items"]] == [
         "table",
         "rezolve",
         "aep",
+        "json",
         "unstructured",
         "commvault",
     ]

@@ -12,11 +12,12 @@ from exporter.sources.aep import AepConfig
 from exporter.sources.azure_table import AzureTableConfig
 from exporter.sources.base import Source
 from exporter.sources.commvault import CommvaultConfig
+from exporter.sources.http_json import HttpJsonConfig
 from exporter.sources.rezolve import RezolveConfig
 from exporter.sources.unstructured import UnstructuredConfig
 
 AnySourceConfig = Annotated[
-    RezolveConfig | AzureTableConfig | CommvaultConfig | UnstructuredConfig | AepConfig,
+    RezolveConfig | AzureTableConfig | CommvaultConfig | UnstructuredConfig | AepConfig | HttpJsonConfig,
     Field(discriminator="kind"),
 ]
 

@@ -142,6 +142,12 @@ class Expression:
     def __repr__(self) -> str:
         return f"Expression({self.text!r})"
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Expression) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
 
 def _field_path(node: dict[str, Any]) -> tuple[str, ...] | None:
     if node["type"] == "field":
@@ -279,9 +285,18 @@ class Template:
         from an answer cannot reach another path (``../``) or add a query."""
         return self.text_of(context, lambda text: quote(text, safe=""))
 
-    @property
-    def names(self) -> list[str]:
+    def expressions(self) -> list[str]:
+        """The text of each placeholder."""
         return [part.text for part in self.parts if isinstance(part, Expression)]
+
+    def __repr__(self) -> str:
+        return f"Template({self.text!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Template) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
 
 
 def body_templates(value: Any, roots: frozenset[str]) -> Any:
@@ -292,6 +307,17 @@ def body_templates(value: Any, roots: frozenset[str]) -> Any:
         return {key: body_templates(item, roots) for key, item in value.items()}
     if isinstance(value, list):
         return [body_templates(item, roots) for item in value]
+    return value
+
+
+def body_text(value: Any) -> Any:
+    """A compiled body as it was written."""
+    if isinstance(value, Template):
+        return value.text
+    if isinstance(value, dict):
+        return {key: body_text(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [body_text(item) for item in value]
     return value
 
 

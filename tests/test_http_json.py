@@ -1,0 +1,741 @@
+"""The ``http_json`` kind: the shipped examples read Rezolve and Unstructured exactly as the
+built-in kinds do, and each part of the syntax (auth, paging, fan-out, lookups, errors) works
+against a real HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from exporter.config import build_settings
+from exporter.pipeline.shard import shard_of
+from exporter.records import Reason
+from exporter.runtime import Exporter
+from exporter.serving.failures import FailureIndex, Query, search
+from exporter.simulators.base import SimRequest, SimResponse, Simulator, json_response
+from exporter.simulators.rezolve import RezolveFile, RezolveSimulator
+from exporter.simulators.unstructured import SimJob, UnstructuredSimulator
+from tests.conftest import TENANT_A, TENANT_B, parse_exposition
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+NOW = time.time()
+
+
+def example(file: str, **changes: Any) -> dict[str, Any]:
+    """The one source of ``examples/<file>.yaml``, with ``changes`` (None removes a field)."""
+    document = yaml.safe_load((EXAMPLES / f"{file}.yaml").read_text())
+    [source] = document["sources"]
+    for key, value in changes.items():
+        if value is None:
+            source.pop(key, None)
+        else:
+            source[key] = value
+    return dict(source)
+
+
+def without_source(labels: frozenset[tuple[str, str]]) -> frozenset[tuple[str, str]]:
+    return frozenset((k, v) for k, v in labels if k != "source")
+
+
+def failure_series(exporter: Exporter, source: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every series of one source that speaks of failures (those with a tenant), without the
+    source label."""
+    return {
+        (name, without_source(labels)): value
+        for (name, labels), value in parse_exposition(exporter.snapshot.text.decode()).items()
+        if ("source", source) in labels and any(k == "tenant" for k, _ in labels)
+    }
+
+
+def failure_items(exporter: Exporter, source: str) -> list[dict[str, Any]]:
+    lanes = FailureIndex().refresh(exporter.states)
+    page = search(lanes, Query(sources=(source,)), everything=True)
+    return [{k: v for k, v in item.items() if k != "source"} for item in page.items()]
+
+
+def up_and_errors(exporter: Exporter, source: str) -> tuple[float, dict[str, float]]:
+    samples = parse_exposition(exporter.snapshot.text.decode())
+    errors = {
+        dict(labels)["reason"]: value
+        for (name, labels), value in samples.items()
+        if name == "ingestion_source_poll_errors_total" and ("source", source) in labels and value
+    }
+    return samples[("ingestion_source_up", frozenset({("source", source)}))], errors
+
+
+def assert_same(exporter: Exporter) -> None:
+    native, configured = failure_series(exporter, "native"), failure_series(exporter, "configured")
+    assert native and native == configured
+    items = failure_items(exporter, "native")
+    assert items and items == failure_items(exporter, "configured")
+    assert up_and_errors(exporter, "native") == up_and_errors(exporter, "configured")
+
+
+def polled_in_steps(document: dict[str, Any], steps: list[Callable[[Exporter], None]]) -> None:
+    """Poll, then for each step change the world, poll again and let the step check. The
+    exporter's clock stands still during a poll, so that both sources see a file first at the
+    same moment."""
+    clock = [NOW]
+    exporter = Exporter(build_settings(document, {}), clock=lambda: clock[0])
+
+    async def run() -> None:
+        try:
+            for step in steps:
+                await exporter.poll_all()
+                step(exporter)
+                clock[0] += 60
+        finally:
+            await exporter.aclose()
+
+    asyncio.run(run())
+
+
+@pytest.fixture
+def rezolve_world() -> Iterator[RezolveSimulator]:
+    sim = RezolveSimulator(token="equivalence-token").start()
+    sim.add_tenant(TENANT_A, "acme.rezolve.ai")
+    sim.add_tenant(TENANT_B, "globex.rezolve.ai")
+    files = [
+        (
+            TENANT_A,
+            "sharepoint",
+            RezolveFile("f1", "Q3 plan.docx", "PARSE_ERROR", "unparseable", NOW - 60, 0),
+        ),
+        (TENANT_A, "sharepoint", RezolveFile("f2", "big.pdf", "FILE_TOO_LARGE", "over 100 MB", NOW - 120, 3)),
+        (TENANT_A, "confluence", RezolveFile("42", "Runbook", "not a type", "Access is denied", NOW - 30, 1)),
+        (TENANT_B, "servicenow", RezolveFile("kb7", "KB0007", "TIMEOUT", "timed out", NOW - 10, 12)),
+    ]
+    for tenant, platform, file in files:
+        sim.put(tenant, platform, file)
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+def test_the_rezolve_example_exports_what_the_rezolve_kind_exports(rezolve_world: RezolveSimulator) -> None:
+    sim = rezolve_world
+    tenants = [
+        {
+            "id": TENANT_A,
+            "vars": {"rezolve_domain": "acme.rezolve.ai", "platforms": ["sharepoint", "confluence"]},
+        },
+        {"id": TENANT_B, "vars": {"rezolve_domain": "globex.rezolve.ai", "platforms": ["servicenow", "web"]}},
+    ]
+    native = {
+        "name": "native",
+        "kind": "rezolve",
+        "base_url": sim.url,
+        "token": sim.token,
+        "tenants": [
+            {
+                "tenant_id": t["id"],
+                "rezolve_domain": t["vars"]["rezolve_domain"],
+                "platforms": t["vars"]["platforms"],
+            }
+            for t in tenants
+        ],
+    }
+    configured = example("rezolve", name="configured", base_url=sim.url, token=sim.token, token_file=None)
+    configured["tenants"] = tenants
+
+    def resolve_and_repeat(exporter: Exporter) -> None:
+        assert_same(exporter)
+        sim.remove(TENANT_A, "sharepoint", "f1")
+        sim.put(TENANT_A, "sharepoint", RezolveFile("f2", "big.pdf", "FILE_TOO_LARGE", "over", NOW - 5, 4))
+        sim.put(TENANT_B, "web", RezolveFile("w1", "index.html", "NETWORK_ERROR", "reset", NOW - 5, 0))
+
+    def refuse_the_token(exporter: Exporter) -> None:
+        assert_same(exporter)
+        assert len(failure_items(exporter, "configured")) == 4
+        sim.token = "revoked"
+
+    def check_the_refusal(exporter: Exporter) -> None:
+        assert_same(exporter)
+        assert up_and_errors(exporter, "configured") == (0, {"auth": 1})
+
+    polled_in_steps(
+        {"sources": [native, configured]}, [resolve_and_repeat, refuse_the_token, check_the_refusal]
+    )
+
+
+@pytest.fixture
+def unstructured_world() -> Iterator[UnstructuredSimulator]:
+    sim = UnstructuredSimulator(api_key="equivalence-key").start()
+    s3 = sim.add_workflow("kb", "S3 Bucket")
+    bare = sim.add_workflow("uploads", None)  # no source connector: platform "unstructured"
+    jobs = [
+        SimJob(
+            "j1", s3, "FAILED", NOW - 3000, [("a.pdf", "PDF file is corrupted"), ("b.docx", "Access denied")]
+        ),
+        SimJob("j2", s3, "COMPLETED", NOW - 2000, [("a.pdf", "PDF file is corrupted (again)")]),
+        SimJob("j3", s3, "failed", NOW - 1000, [("a.pdf", "Unsupported file type")]),  # lower case
+        SimJob("j4", bare, "COMPLETED", NOW - 500, [("c.txt", "Rate limit exceeded")]),
+        SimJob("j5", bare, "IN_PROGRESS", NOW - 100, [("d.txt", "still going")]),  # not finished
+        SimJob("j6", s3, "FAILED", NOW - 3 * 86400, [("old.pdf", "Too old to count")]),  # beyond lookback
+        SimJob("j7", bare, "COMPLETED", NOW - 400, []),  # finished, without failures
+    ]
+    for job in jobs:
+        sim.add_job(job)
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+def test_the_unstructured_example_exports_what_the_unstructured_kind_exports(
+    unstructured_world: UnstructuredSimulator,
+) -> None:
+    sim = unstructured_world
+    native = sim.source_config("native", tenant="acme", lookback="1d")
+    configured = example(
+        "unstructured",
+        name="configured",
+        base_url=sim.url,
+        api_key=sim.api_key,
+        api_key_file=None,
+        tenant="acme",
+    )
+
+    def repeat_and_resolve(exporter: Exporter) -> None:
+        assert_same(exporter)
+        items = {item["name"]: item for item in failure_items(exporter, "configured")}
+        # Three jobs listed a.pdf: one record, two retries, the latest job's message.
+        assert items["a.pdf"]["retry_count"] == 2 and items["a.pdf"]["message"] == "Unsupported file type"
+        assert {item["platform"] for item in items.values()} == {"s3_bucket", "unstructured"}
+        with sim.lock:
+            del sim.jobs["j1"]
+            sim.jobs["j8"] = SimJob(
+                "j8", sim.jobs["j4"].workflow_id, "FAILED", NOW - 50, [("c.txt", "again")]
+            )
+
+    def refuse_the_key(exporter: Exporter) -> None:
+        assert_same(exporter)
+        sim.api_key = "revoked"
+
+    def check_the_refusal(exporter: Exporter) -> None:
+        assert_same(exporter)
+        assert up_and_errors(exporter, "configured") == (0, {"auth": 1})
+
+    polled_in_steps(
+        {"sources": [native, configured]}, [repeat_and_resolve, refuse_the_key, check_the_refusal]
+    )
+
+
+def test_the_examples_pass_check_as_shipped(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    for name, secret in (("rezolve", "token_file"), ("unstructured", "api_key_file")):
+        document = yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text())
+        secret_file = tmp_path / f"{name}.secret"
+        secret_file.write_text("a-secret-long-enough-to-pass\n")
+        document["sources"][0][secret] = str(secret_file)
+        result = run_cli("--check", config=copy.deepcopy(document), tmp_path=tmp_path)
+        assert result.code == 0, result.stderr
+
+
+def test_reasons_follow_the_kind_rules(unstructured_world: UnstructuredSimulator) -> None:
+    sim = unstructured_world
+    configured = example(
+        "unstructured", name="configured", base_url=sim.url, api_key=sim.api_key, api_key_file=None
+    )
+    sim.inject("/failed-files$", status=200, body='{"failed_files": [{"error": "no document"}]}')
+    exporter = Exporter(build_settings({"sources": [configured]}, {}))
+
+    async def run() -> None:
+        try:
+            await exporter.poll_all()
+        finally:
+            await exporter.aclose()
+
+    asyncio.run(run())
+    state = exporter.states["configured"]
+    assert state.last_error is not None and state.last_error.reason is Reason.INVALID_RESPONSE
+    assert "records.identity: record.document is missing" in state.last_error.detail
+
+
+class RunsApi(Simulator):
+    """A made-up failures API with every paging style: ``/offset``, ``/pages``, ``/cursor``,
+    ``/linked`` (a next link in the body) and ``/link-header`` list the same failed runs, 10 at
+    most a page; ``/runs/{id}/errors`` lists a run's failed files; ``/oauth/token`` issues
+    tokens. Requests without the expected headers get 401."""
+
+    def __init__(self, runs: int = 25) -> None:
+        super().__init__()
+        self.runs = [
+            {
+                "id": f"r{i}",
+                "file": f"f{i}.pdf",
+                "error": f"Failed to parse f{i}.pdf",
+                "at": 1_796_464_800_000 + i,
+            }
+            for i in range(runs)
+        ]
+        self.expected: dict[str, str] = {}
+        self.tokens: list[str] = []
+        self.token_lifetime = 3600
+        self.route("GET", "/offset$", self._offset)
+        self.route("GET", "/pages$", self._pages)
+        self.route("GET", "/cursor$", self._cursor)
+        self.route("GET", "/linked$", self._linked)
+        self.route("GET", "/link-header$", self._link_header)
+        self.route("GET", r"/runs/(?P<id>[^/]+)/errors$", self._errors)
+        self.route("POST", "/oauth/token$", self._token)
+
+    def _refused(self, request: SimRequest) -> SimResponse | None:
+        for name, value in self.expected.items():
+            if request.headers.get(name) != value:
+                return json_response(401, {"error": "unauthorized"})
+        if self.tokens and request.headers.get("authorization") != f"Bearer {self.tokens[-1]}":
+            return json_response(401, {"error": "invalid_token"})
+        return None
+
+    def _slice(self, start: int, size: int) -> list[dict[str, Any]]:
+        return self.runs[start : start + min(size, 10)]
+
+    def _offset(self, request: SimRequest) -> SimResponse:
+        start, size = int(request.arg("offset") or 0), int(request.arg("limit") or 10)
+        return self._refused(request) or json_response(
+            200, {"runs": self._slice(start, size), "total": len(self.runs)}
+        )
+
+    def _pages(self, request: SimRequest) -> SimResponse:
+        page, size = int(request.arg("page") or 1), int(request.arg("size") or 10)
+        return self._refused(request) or json_response(200, {"data": self._slice((page - 1) * size, size)})
+
+    def _cursor(self, request: SimRequest) -> SimResponse:
+        start = int((request.arg("after") or "c0")[1:])
+        following = f"c{start + 10}" if start + 10 < len(self.runs) else None
+        return self._refused(request) or json_response(
+            200, {"items": self._slice(start, 10), "next": following}
+        )
+
+    def _linked(self, request: SimRequest) -> SimResponse:
+        start = int(request.arg("start") or 0)
+        following = f"{self.url}/linked?start={start + 10}" if start + 10 < len(self.runs) else None
+        body = {"items": self._slice(start, 10), "links": {"next": following}}
+        return self._refused(request) or json_response(200, body)
+
+    def _link_header(self, request: SimRequest) -> SimResponse:
+        start = int(request.arg("start") or 0)
+        headers = {}
+        if start + 10 < len(self.runs):
+            headers["Link"] = f'</link-header?start={start + 10}>; rel="next", </link-header>; rel="first"'
+        return self._refused(request) or json_response(200, self._slice(start, 10), headers)
+
+    def _errors(self, request: SimRequest) -> SimResponse:
+        run = next((r for r in self.runs if r["id"] == request.match["id"]), None)
+        if run is None:
+            return json_response(404, {"error": "no such run"})
+        return self._refused(request) or json_response(
+            200, {"errors": [{"path": run["file"], "reason": run["error"]}]}
+        )
+
+    def _token(self, request: SimRequest) -> SimResponse:
+        form = dict(pair.split("=", 1) for pair in request.body.decode().split("&"))
+        if form.get("grant_type") != "client_credentials" or form.get("client_secret") != "s3cret-value":
+            return json_response(400, {"error": "invalid_client", "error_description": "bad client"})
+        self.tokens.append(f"token-{len(self.tokens)}")
+        return json_response(200, {"access_token": self.tokens[-1], "expires_in": self.token_lifetime})
+
+
+@pytest.fixture
+def runs_api() -> Iterator[RunsApi]:
+    api = RunsApi().start()
+    try:
+        yield api
+    finally:
+        api.stop()
+
+
+def runs_source(api: RunsApi, listing: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """An http_json source whose listed items are the failed runs."""
+    return {
+        "name": "runs",
+        "kind": "http_json",
+        "base_url": api.url,
+        "platform": "runs",
+        "list": {"items": "@", **listing},
+        "records": {
+            "identity": ["record.id"],
+            "message": "record.error",
+            "name": "record.file",
+            "failed_at": "record.at",
+        },
+        **extra,
+    }
+
+
+def polled(*sources: dict[str, Any], **top: Any) -> Exporter:
+    exporter = Exporter(build_settings({"sources": list(sources), **top}, {}))
+
+    async def run() -> None:
+        try:
+            await exporter.poll_all()
+        finally:
+            await exporter.aclose()
+
+    asyncio.run(run())
+    return exporter
+
+
+def record_names(exporter: Exporter, source: str = "runs") -> list[str]:
+    return sorted((item["name"] for item in failure_items(exporter, source)), key=lambda n: int(n[1:-4]))
+
+
+ALL_RUNS = [f"f{i}.pdf" for i in range(25)]
+
+
+@pytest.mark.parametrize(
+    ("path", "listing", "requests"),
+    [
+        (
+            "/offset",
+            {
+                "query": {"offset": "{page.offset}", "limit": "{page.limit}"},
+                "items": "runs",
+                "paging": {"style": "offset", "limit": 10},
+            },
+            3,
+        ),
+        # With the total: the API serving fewer than asked does not end the paging early.
+        (
+            "/offset",
+            {
+                "query": {"offset": "{page.offset}", "limit": "{page.limit}"},
+                "items": "runs",
+                "paging": {"style": "offset", "limit": 50, "total": "total"},
+            },
+            3,
+        ),
+        (
+            "/pages",
+            {
+                "query": {"page": "{page.number}", "size": "{page.limit}"},
+                "items": "data",
+                "paging": {"style": "page", "limit": 10},
+            },
+            3,
+        ),
+        (
+            "/cursor",
+            {
+                "query": {"after": "{page.cursor}"},
+                "items": "items",
+                "paging": {"style": "cursor", "cursor": "next"},
+            },
+            3,
+        ),
+        ("/linked", {"items": "items", "paging": {"style": "next_link", "next": "links.next"}}, 3),
+        ("/link-header", {"paging": {"style": "next_link"}}, 3),
+    ],
+    ids=["offset", "offset-with-total", "page", "cursor", "next-link-field", "link-header"],
+)
+def test_each_paging_style_reads_every_page(
+    runs_api: RunsApi, path: str, listing: dict[str, Any], requests: int
+) -> None:
+    exporter = polled(runs_source(runs_api, {"path": path, **listing}))
+    assert record_names(exporter) == ALL_RUNS
+    assert len(runs_api.calls(f"^{path}$")) == requests
+    if path == "/cursor":  # the first request has no cursor: the parameter is left out
+        assert [c.arg("after") for c in runs_api.calls("^/cursor$")] == [None, "c10", "c20"]
+
+
+def test_paging_stops_at_max_pages_and_fails_the_list(runs_api: RunsApi) -> None:
+    listing = {
+        "path": "/cursor",
+        "query": {"after": "{page.cursor}"},
+        "items": "items",
+        "paging": {"style": "cursor", "cursor": "next", "max_pages": 2},
+    }
+    exporter = polled(runs_source(runs_api, listing))
+    error = exporter.states["runs"].last_error
+    assert error is not None and error.reason is Reason.INVALID_RESPONSE
+    assert "more than 2 pages (paging.max_pages)" in error.detail
+    assert len(runs_api.calls("^/cursor$")) == 2
+
+
+def test_a_cursor_that_comes_back_ends_the_read_as_invalid(runs_api: RunsApi) -> None:
+    runs_api.inject("^/cursor$", status=200, body='{"items": [], "next": "c0"}')
+    listing = {
+        "path": "/cursor",
+        "query": {"after": "{page.cursor}"},
+        "items": "items",
+        "paging": {"style": "cursor", "cursor": "next"},
+    }
+    error = polled(runs_source(runs_api, listing)).states["runs"].last_error
+    assert error is not None and "the cursor 'c0' came back" in error.detail
+
+
+def test_a_next_link_to_another_server_is_not_followed(runs_api: RunsApi) -> None:
+    runs_api.inject(
+        "^/linked$", status=200, body='{"items": [], "links": {"next": "https://elsewhere.example/x"}}'
+    )
+    listing = {"path": "/linked", "items": "items", "paging": {"style": "next_link", "next": "links.next"}}
+    error = polled(runs_source(runs_api, listing)).states["runs"].last_error
+    assert error is not None and error.reason is Reason.INVALID_RESPONSE and "leaves" in error.detail
+
+
+def test_fan_out_reads_each_listed_items_records_with_the_items_fields(runs_api: RunsApi) -> None:
+    source = runs_source(
+        runs_api,
+        {
+            "path": "/offset",
+            "query": {"offset": "{page.offset}"},
+            "items": "runs",
+            "paging": {"style": "offset", "limit": 10},
+            "select": "to_epoch(item.at) >= `1796464800.010`",
+        },
+        fan_out={"path": "/runs/{item.id}/errors", "items": "errors"},
+        records={
+            "identity": ["item.id", "record.path"],
+            "message": "record.reason",
+            "name": "record.path",
+            "location": "item.id",
+            "failed_at": "item.at",
+        },
+    )
+    exporter = polled(source)
+    items = failure_items(exporter, "runs")
+    assert sorted(item["name"] for item in items) == sorted(f"f{i}.pdf" for i in range(10, 25))
+    assert len(runs_api.calls("/errors$")) == 15  # the selected runs only
+    first = next(item for item in items if item["name"] == "f10.pdf")
+    assert (first["location"], first["failed_at"]) == ("r10", 1_796_464_800.01)
+
+
+def test_a_failed_fan_out_part_keeps_its_previous_records_and_only_those(runs_api: RunsApi) -> None:
+    source = runs_source(
+        runs_api,
+        {
+            "path": "/offset",
+            "query": {"offset": "{page.offset}"},
+            "items": "runs",
+            "paging": {"style": "offset", "limit": 10},
+        },
+        fan_out={"path": "/runs/{item.id}/errors", "items": "errors"},
+        records={"identity": ["item.id", "record.path"], "message": "record.reason", "name": "record.path"},
+    )
+    exporter = Exporter(build_settings({"sources": [source]}, {}))
+
+    async def run() -> None:
+        try:
+            await exporter.poll_all()
+            runs_api.inject("/runs/r3/errors$", status=500, body="{}")
+            del runs_api.runs[5]  # r5: resolved
+            await exporter.poll_all()
+        finally:
+            await exporter.aclose()
+
+    asyncio.run(run())
+    names = sorted(item["name"] for item in failure_items(exporter, "runs"))
+    assert "f3.pdf" in names and "f5.pdf" not in names and len(names) == 24
+
+
+@pytest.mark.parametrize(
+    ("auth", "expected"),
+    [
+        ({"auth": "bearer", "token": "a-bearer-token"}, {"authorization": "Bearer a-bearer-token"}),
+        (
+            {"auth": "api_key", "api_key": "k-123456789", "api_key_header": "x-api-key"},
+            {"x-api-key": "k-123456789"},
+        ),
+        (
+            {"auth": "basic", "username": "svc", "password": "p@ss:word"},
+            {"authorization": "Basic c3ZjOnBAc3M6d29yZA=="},
+        ),
+    ],
+    ids=["bearer", "api_key", "basic"],
+)
+def test_static_authentication_is_sent_with_every_request(
+    runs_api: RunsApi, auth: dict[str, Any], expected: dict[str, str]
+) -> None:
+    listing = {
+        "path": "/offset",
+        "query": {"offset": "{page.offset}"},
+        "items": "runs",
+        "paging": {"style": "offset", "limit": 10},
+    }
+    runs_api.expected = expected
+    assert record_names(polled(runs_source(runs_api, listing, **auth))) == ALL_RUNS
+    runs_api.expected = {k: v + "x" for k, v in expected.items()}
+    assert up_and_errors(polled(runs_source(runs_api, listing, **auth)), "runs") == (0, {"auth": 1})
+
+
+def oauth_source(api: RunsApi, secret: str = "s3cret-value") -> dict[str, Any]:
+    listing = {
+        "path": "/offset",
+        "query": {"offset": "{page.offset}"},
+        "items": "runs",
+        "paging": {"style": "offset", "limit": 10},
+    }
+    return runs_source(
+        api,
+        listing,
+        auth="oauth2",
+        token_url=f"{api.url}/oauth/token",
+        client_id="exporter",
+        client_secret=secret,
+        scopes=["runs.read"],
+    )
+
+
+def test_oauth2_obtains_a_token_once_and_renews_it_when_refused(runs_api: RunsApi) -> None:
+    exporter = Exporter(build_settings({"sources": [oauth_source(runs_api)]}, {}))
+
+    async def run() -> None:
+        try:
+            await exporter.poll_all()
+            assert runs_api.tokens == ["token-0"]  # one token for the three pages
+            runs_api.tokens.append("rotated")  # the service no longer takes token-0
+            await exporter.poll_all()
+        finally:
+            await exporter.aclose()
+
+    asyncio.run(run())
+    assert runs_api.tokens == ["token-0", "rotated", "token-2"]
+    assert record_names(exporter) == ALL_RUNS
+    form = runs_api.calls("/oauth/token$")[0].body.decode()
+    assert "scope=runs.read" in form and "client_id=exporter" in form
+
+
+def test_oauth2_may_send_the_client_as_http_basic(runs_api: RunsApi) -> None:
+    source = {**oauth_source(runs_api), "client_id": "exporter:one", "client_auth": "basic"}
+    runs_api.route("POST", "/basic-token$", lambda request: basic_token(runs_api, request))
+    source["token_url"] = f"{runs_api.url}/basic-token"
+    assert record_names(polled(source)) == ALL_RUNS
+    [asked] = runs_api.calls("/basic-token$")
+    # Each half form-encoded, then joined (RFC 6749, section 2.3.1): the colon of the id is %3A.
+    assert (
+        asked.headers["authorization"] == "Basic " + base64.b64encode(b"exporter%3Aone:s3cret-value").decode()
+    )
+    assert "client_secret" not in asked.body.decode()
+
+
+def basic_token(api: RunsApi, request: SimRequest) -> SimResponse:
+    expected = "Basic " + base64.b64encode(b"exporter%3Aone:s3cret-value").decode()
+    if request.headers.get("authorization") != expected:
+        return json_response(401, {"error": "invalid_client"})
+    api.tokens.append(f"token-{len(api.tokens)}")
+    return json_response(200, {"access_token": api.tokens[-1], "expires_in": "3599"})
+
+
+def test_oauth2_refused_credentials_are_auth_and_the_secret_stays_out_of_sight(runs_api: RunsApi) -> None:
+    exporter = polled(oauth_source(runs_api, secret="wrong-secret-value"))
+    assert up_and_errors(exporter, "runs") == (0, {"auth": 1})
+    error = exporter.states["runs"].last_error
+    assert error is not None and "refused the credentials" in error.detail
+    assert "wrong-secret-value" not in exporter.snapshot.text.decode()
+
+
+def test_error_when_fails_the_list_as_http_error(rezolve_world: RezolveSimulator) -> None:
+    sim = rezolve_world
+    sim.inject("/failed-files$", status=200, body='{"success": false, "message": "index unavailable"}')
+    configured = example("rezolve", name="configured", base_url=sim.url, token=sim.token, token_file=None)
+    error = polled(configured).states["configured"].last_error
+    assert error is not None and error.reason is Reason.HTTP_ERROR
+    assert "list.error_when: success == `false`" in error.detail
+
+
+def test_a_lookup_that_fails_is_null_for_the_records_and_a_warning(
+    unstructured_world: UnstructuredSimulator,
+) -> None:
+    sim = unstructured_world
+    sim.inject("/api/v1/sources/", status=503, body="{}")
+    configured = example(
+        "unstructured", name="configured", base_url=sim.url, api_key=sim.api_key, api_key_file=None
+    )
+    exporter = polled(configured)
+    assert {item["platform"] for item in failure_items(exporter, "configured")} == {"unstructured"}
+    state = exporter.states["configured"]
+    assert state.last_error is None and any("lookup connector" in w for w in state.warnings)
+
+
+def test_only_the_tenants_of_this_shard_are_asked(rezolve_world: RezolveSimulator) -> None:
+    sim = rezolve_world
+    # A source name under which the two tenants fall to different shards of two.
+    configured = example("rezolve", name="json", base_url=sim.url, token=sim.token, token_file=None)
+    configured["tenants"] = [
+        {"id": t, "vars": {"rezolve_domain": "d", "platforms": ["sharepoint"]}} for t in (TENANT_A, TENANT_B)
+    ]
+    assert shard_of("json", TENANT_A, 2) != shard_of("json", TENANT_B, 2)
+    polled(configured, shard={"index": shard_of("json", TENANT_A, 2), "total": 2})
+    assert {call.headers["x-tenantid"] for call in sim.calls("/failed-files$")} == {TENANT_A}
+
+
+def test_check_names_each_bad_template_and_expression_by_its_path(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    source = {
+        "name": "bad",
+        "kind": "http_json",
+        "base_url": "http://127.0.0.1:1",
+        "list": {"path": "/jobs/{itme.id}", "items": "data.["},
+        "fan_out": {"path": "/jobs/{item.id}/files", "items": "files", "query": {"since": "{window.start"}},
+        "records": {"identity": ["record.id"], "message": "nope(record.msg)", "platform": "'x'"},
+    }
+    result = run_cli("--check", config={"sources": [source]}, tmp_path=tmp_path)
+    assert result.code == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        "sources[0].list.path: 'itme.id' reads itme, which is not here; it may read each, page, tenant, vars, window",
+        'sources[0].list.items: not a JMESPath expression: Invalid jmespath expression: Incomplete expression: "data.[" ^',
+        "sources[0].fan_out.query: since: the '{' at 0 is not closed: write '{{' for a brace",
+        "sources[0].records.message: 'nope(record.msg)' calls no such function: nope",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "line"),
+    [
+        (
+            {"auth": "bearer"},
+            "sources[0].token: field required with auth: bearer: give token (or token_file)",
+        ),
+        (
+            {"auth": "bearer", "token": "t" * 20, "api_key": "k" * 20},
+            "sources[0].api_key: only read with auth: api_key",
+        ),
+        (
+            {"list": {"path": "/runs", "items": "@", "paging": {"style": "cursor", "cursor": "next"}}},
+            "sources[0].list.paging: style cursor needs {page.cursor} in the request",
+        ),
+        (
+            {"list": {"path": "/runs", "items": "@", "paging": {"style": "offset", "cursor": "next"}}},
+            "sources[0].list.paging.cursor: only read with style: cursor",
+        ),
+        (
+            {"records": {"identity": ["record.id"], "message": "record.m"}, "platform": None},
+            "sources[0].records: give records.platform, or the source's platform",
+        ),
+        (
+            {"records": {"identity": ["record.id"], "message": "record.m", "derive_retries": True}},
+            "sources[0].records: derive_retries counts the listed items (runs) a record is in: it needs fan_out",
+        ),
+        (
+            {"tenant": "acme", "tenants": [{"id": "globex"}]},
+            "sources[0].tenants: give tenant or tenants, not both",
+        ),
+    ],
+)
+def test_check_names_each_inconsistent_field(tmp_path: Path, change: dict[str, Any], line: str) -> None:
+    from tests.conftest import run_cli
+
+    source: dict[str, Any] = {
+        "name": "bad",
+        "kind": "http_json",
+        "base_url": "http://127.0.0.1:1",
+        "platform": "runs",
+        "list": {"path": "/runs", "items": "@"},
+        "records": {"identity": ["record.id"], "message": "record.m"},
+    }
+    source.update(change)
+    source = {key: value for key, value in source.items() if value is not None}
+    result = run_cli("--check", config={"sources": [source]}, tmp_path=tmp_path)
+    assert (result.code, result.stderr.splitlines()) == (2, [line])
