@@ -20,9 +20,11 @@ from exporter.pipeline.shard import shard_of
 from exporter.records import Reason
 from exporter.runtime import Exporter
 from exporter.serving.failures import FailureIndex, Query, search
+from exporter.simulators.adf import AdfSimulator, SimActivity, SimPipelineRun, seed_example
 from exporter.simulators.base import SimRequest, SimResponse, Simulator, json_response
 from exporter.simulators.rezolve import RezolveFile, RezolveSimulator
 from exporter.simulators.unstructured import SimJob, UnstructuredSimulator
+from exporter.sources.queries import to_epoch
 from tests.conftest import TENANT_A, TENANT_B, parse_exposition
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -233,7 +235,12 @@ def test_the_unstructured_example_exports_what_the_unstructured_kind_exports(
 def test_the_examples_pass_check_as_shipped(tmp_path: Path) -> None:
     from tests.conftest import run_cli
 
-    for name, secret in (("rezolve", "token_file"), ("unstructured", "api_key_file")):
+    shipped = (
+        ("rezolve", "token_file"),
+        ("unstructured", "api_key_file"),
+        ("azure-data-factory", "client_secret_file"),
+    )
+    for name, secret in shipped:
         document = yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text())
         secret_file = tmp_path / f"{name}.secret"
         secret_file.write_text("a-secret-long-enough-to-pass\n")
@@ -739,3 +746,75 @@ def test_check_names_each_inconsistent_field(tmp_path: Path, change: dict[str, A
     source = {key: value for key, value in source.items() if value is not None}
     result = run_cli("--check", config={"sources": [source]}, tmp_path=tmp_path)
     assert (result.code, result.stderr.splitlines()) == (2, [line])
+
+
+@pytest.fixture
+def adf() -> Iterator[AdfSimulator]:
+    sim = AdfSimulator(page_size=2).start()  # small pages: both levels page
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+def adf_source(sim: AdfSimulator) -> dict[str, Any]:
+    """The worked example, pointed at the simulator for both Azure and its token service."""
+    return example(
+        "azure-data-factory",
+        base_url=sim.url,
+        token_url=f"{sim.url}/00000000-0000-0000-0000-000000000000/oauth2/v2.0/token",
+        client_id=sim.client_id,
+        client_secret=sim.client_secret,
+        client_secret_file=None,
+    )
+
+
+def test_the_azure_data_factory_example_counts_failed_activities_and_their_retries(adf: AdfSimulator) -> None:
+    seed_example(adf, NOW)
+    copies = [
+        SimActivity(f"Copy {name}", "Copy", "Failed", "2200", f"The file '{name}.pdf' does not exist.")
+        for name in "abc"
+    ]
+    adf.add_run(SimPipelineRun("load-docs", "Failed", NOW - 700, NOW - 600, copies))
+    adf.add_run(
+        SimPipelineRun("load-docs", "Failed", NOW - 3 * 86400, NOW - 3 * 86400 + 60, copies[:1])
+    )  # too old
+    exporter = polled(adf_source(adf))
+
+    items = {item["name"]: item for item in failure_items(exporter, "adf-prod")}
+    assert set(items) == {"Copy invoices", "Lookup watermark", "Copy a", "Copy b", "Copy c"}  # no ForEach
+    invoices = items["Copy invoices"]
+    assert (invoices["retry_count"], invoices["location"], invoices["error_type"]) == (
+        2,
+        "ingest-invoices",
+        "NOT_FOUND",
+    )
+    assert invoices["id"] == "data-platform/ingest-invoices/Copy invoices"
+    assert invoices["failed_at"] == pytest.approx(NOW - 2 * 3600 + 30, abs=1)  # the latest run's
+    assert items["Lookup watermark"]["error_type"] == "TIMEOUT"
+    gauges = failure_series(exporter, "adf-prod")
+    labels = {"tenant": "data-platform", "platform": "azure_data_factory", "error_type": "NOT_FOUND"}
+    assert gauges[("ingestion_failed_files", frozenset({**labels, "retry_count": "2"}.items()))] == 1
+    assert gauges[("ingestion_failed_files", frozenset({**labels, "retry_count": "0"}.items()))] == 3
+    assert up_and_errors(exporter, "adf-prod") == (1, {})
+
+    # One token for every request; the window, filter and paging as the reference describes.
+    assert len(adf.tokens) == 1
+    runs = adf.calls("/queryPipelineRuns$")
+    assert len(runs) == 3  # 5 failed runs in the window, 2 a page
+    first, second = (call.json() for call in runs[:2])
+    assert first["continuationToken"] is None and second["continuationToken"] is not None
+    assert first["filters"] == [{"operand": "Status", "operator": "Equals", "values": ["Failed"]}]
+    assert to_epoch(first["lastUpdatedAfter"]) == pytest.approx(NOW - 86400, abs=60)
+    assert {call.arg("api-version") for call in adf.calls("/query")} == {"2018-06-01"}
+    load_docs = next(run for run in adf.runs if run.pipeline == "load-docs")
+    assert (
+        len(adf.calls(f"/pipelineruns/{load_docs.run_id}/queryActivityruns$")) == 2
+    )  # 3 activities, 2 a page
+
+
+def test_the_azure_data_factory_example_counts_a_refused_client_as_auth(adf: AdfSimulator) -> None:
+    seed_example(adf, NOW)
+    exporter = polled({**adf_source(adf), "client_secret": "not-the-secret-of-this-app"})
+    assert up_and_errors(exporter, "adf-prod") == (0, {"auth": 1})
+    assert adf.calls("/queryPipelineRuns$") == []
