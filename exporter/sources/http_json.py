@@ -436,14 +436,17 @@ class HttpJsonSource(HttpSource[HttpJsonConfig]):
         started: list[tuple[str, asyncio.Future[None]]] = []
         try:
             async for items in self._answers(listing, context, "list"):
-                for item in items:
-                    if listing.select is not None:
+                if listing.select is not None:
+                    kept = []
+                    for item in items:
                         item_context["item"] = item
-                        if not truthy(listing.select(item_context)):
-                            continue
-                    if fan_out is None:
-                        await self._map(out, context, item, [item], scope, repeats)
-                        continue
+                        if truthy(listing.select(item_context)):
+                            kept.append(item)
+                    items = kept
+                if fan_out is None:  # the listed items are the records
+                    await self._map(out, context, None, items, scope, repeats)
+                    continue
+                for item in items:
                     fan_context = {**context, "item": item}
                     part_scope = f"{scope}{SCOPE_SEPARATOR}{_part_of(fan_out, fan_context)}"
                     started.append(
@@ -479,18 +482,17 @@ class HttpJsonSource(HttpSource[HttpJsonConfig]):
         cursors: set[str] = set()
         pages = paging.max_pages if paging is not None else 1
         for _ in range(pages):
-            paged = {**context, "page": page}
+            try:
+                path, kwargs = request.render({**context, "page": page})
+            except Missing as exc:
+                raise PollError(Reason.INVALID_RESPONSE, f"{where}: {exc.detail}") from None
             if link is None:
-                try:
-                    path, kwargs = request.render(paged)
-                except Missing as exc:
-                    raise PollError(Reason.INVALID_RESPONSE, f"{where}: {exc.detail}") from None
-                response = await self._request(request.method, path, **kwargs)
-            else:
-                path = urlsplit(link).path
-                headers = request.render(paged)[1].get("headers", {})
-                response = await self._request("GET", link, headers=headers)
-            what = f"{request.method if link is None else 'GET'} {path}"
+                method, url = request.method, path
+            else:  # the link is the whole request but for the headers
+                method, url, path = "GET", link, urlsplit(link).path
+                kwargs = {"headers": kwargs["headers"]} if "headers" in kwargs else {}
+            response = await self._request(method, url, **kwargs)
+            what = f"{method} {path}"
             body = _json(response, what)
             if request.error_when is not None and truthy(request.error_when(body)):
                 raise PollError(
@@ -571,25 +573,33 @@ class HttpJsonSource(HttpSource[HttpJsonConfig]):
         scope: str,
         repeats: dict[str, RepeatedFailures[tuple[str, ...]]],
     ) -> None:
-        """Each entry as a record of ``scope``."""
+        """Each entry as a record of ``scope``; of the listed ``item``, or (None) each its own."""
         mapping = self.config.records
+        own = item is None
         record_context = {**context, "item": item, "record": None, "lookup": {}}
         if mapping.select is not None:
             kept = []
             for entry in entries:
                 record_context["record"] = entry
+                if own:
+                    record_context["item"] = entry
                 if truthy(mapping.select(record_context)):
                     kept.append(entry)
             entries = kept
         if not entries:
             return
-        if self.config.lookups:
+        lookups = bool(self.config.lookups)
+        if lookups and not own:
             record_context["lookup"] = await self._looked_up(out, {**context, "item": item})
         tenant_of, platform_of = mapping.tenant, mapping.platform
         identity_of = mapping.identity
         tenant, platform = context["tenant"], self.config.platform or ""
         for entry in entries:
             record_context["record"] = entry
+            if own:
+                record_context["item"] = entry
+                if lookups:
+                    record_context["lookup"] = await self._looked_up(out, {**context, "item": entry})
             if tenant_of is not None:
                 tenant = _required(tenant_of, record_context, "records.tenant")
             if platform_of is not None:
