@@ -81,6 +81,12 @@ def assert_same(exporter: Exporter) -> None:
     assert up_and_errors(exporter, "native") == up_and_errors(exporter, "configured")
 
 
+def refused_alike(exporter: Exporter) -> None:
+    """Both sources were refused their credentials, and kept their series alike."""
+    assert_same(exporter)
+    assert up_and_errors(exporter, "configured") == (0, {"auth": 1})
+
+
 def polled_in_steps(document: dict[str, Any], steps: list[Callable[[Exporter], None]]) -> None:
     """Poll, then for each step change the world, poll again and let the step check. The
     exporter's clock stands still during a poll, so that both sources see a file first at the
@@ -160,13 +166,7 @@ def test_the_rezolve_example_exports_what_the_rezolve_kind_exports(rezolve_world
         assert len(failure_items(exporter, "configured")) == 4
         sim.token = "revoked"
 
-    def check_the_refusal(exporter: Exporter) -> None:
-        assert_same(exporter)
-        assert up_and_errors(exporter, "configured") == (0, {"auth": 1})
-
-    polled_in_steps(
-        {"sources": [native, configured]}, [resolve_and_repeat, refuse_the_token, check_the_refusal]
-    )
+    polled_in_steps({"sources": [native, configured]}, [resolve_and_repeat, refuse_the_token, refused_alike])
 
 
 @pytest.fixture
@@ -223,13 +223,7 @@ def test_the_unstructured_example_exports_what_the_unstructured_kind_exports(
         assert_same(exporter)
         sim.api_key = "revoked"
 
-    def check_the_refusal(exporter: Exporter) -> None:
-        assert_same(exporter)
-        assert up_and_errors(exporter, "configured") == (0, {"auth": 1})
-
-    polled_in_steps(
-        {"sources": [native, configured]}, [repeat_and_resolve, refuse_the_key, check_the_refusal]
-    )
+    polled_in_steps({"sources": [native, configured]}, [repeat_and_resolve, refuse_the_key, refused_alike])
 
 
 def test_the_examples_pass_check_as_shipped(tmp_path: Path) -> None:
@@ -255,16 +249,7 @@ def test_reasons_follow_the_kind_rules(unstructured_world: UnstructuredSimulator
         "unstructured", name="configured", base_url=sim.url, api_key=sim.api_key, api_key_file=None
     )
     sim.inject("/failed-files$", status=200, body='{"failed_files": [{"error": "no document"}]}')
-    exporter = Exporter(build_settings({"sources": [configured]}, {}))
-
-    async def run() -> None:
-        try:
-            await exporter.poll_all()
-        finally:
-            await exporter.aclose()
-
-    asyncio.run(run())
-    state = exporter.states["configured"]
+    state = polled(configured).states["configured"]
     assert state.last_error is not None and state.last_error.reason is Reason.INVALID_RESPONSE
     assert "records.identity: record.document is missing" in state.last_error.detail
 
@@ -399,6 +384,13 @@ def record_names(exporter: Exporter, source: str = "runs") -> list[str]:
 
 
 ALL_RUNS = [f"f{i}.pdf" for i in range(25)]
+# The runs listed 10 a page by offset.
+BY_OFFSET = {
+    "path": "/offset",
+    "query": {"offset": "{page.offset}"},
+    "items": "runs",
+    "paging": {"style": "offset", "limit": 10},
+}
 
 
 @pytest.mark.parametrize(
@@ -494,13 +486,7 @@ def test_a_next_link_to_another_server_is_not_followed(runs_api: RunsApi) -> Non
 def test_fan_out_reads_each_listed_items_records_with_the_items_fields(runs_api: RunsApi) -> None:
     source = runs_source(
         runs_api,
-        {
-            "path": "/offset",
-            "query": {"offset": "{page.offset}"},
-            "items": "runs",
-            "paging": {"style": "offset", "limit": 10},
-            "select": "to_epoch(item.at) >= `1796464800.010`",
-        },
+        {**BY_OFFSET, "select": "to_epoch(item.at) >= `1796464800.010`"},
         fan_out={"path": "/runs/{item.id}/errors", "items": "errors"},
         records={
             "identity": ["item.id", "record.path"],
@@ -521,12 +507,7 @@ def test_fan_out_reads_each_listed_items_records_with_the_items_fields(runs_api:
 def test_a_failed_fan_out_part_keeps_its_previous_records_and_only_those(runs_api: RunsApi) -> None:
     source = runs_source(
         runs_api,
-        {
-            "path": "/offset",
-            "query": {"offset": "{page.offset}"},
-            "items": "runs",
-            "paging": {"style": "offset", "limit": 10},
-        },
+        BY_OFFSET,
         fan_out={"path": "/runs/{item.id}/errors", "items": "errors"},
         records={"identity": ["item.id", "record.path"], "message": "record.reason", "name": "record.path"},
     )
@@ -564,28 +545,16 @@ def test_a_failed_fan_out_part_keeps_its_previous_records_and_only_those(runs_ap
 def test_static_authentication_is_sent_with_every_request(
     runs_api: RunsApi, auth: dict[str, Any], expected: dict[str, str]
 ) -> None:
-    listing = {
-        "path": "/offset",
-        "query": {"offset": "{page.offset}"},
-        "items": "runs",
-        "paging": {"style": "offset", "limit": 10},
-    }
     runs_api.expected = expected
-    assert record_names(polled(runs_source(runs_api, listing, **auth))) == ALL_RUNS
+    assert record_names(polled(runs_source(runs_api, BY_OFFSET, **auth))) == ALL_RUNS
     runs_api.expected = {k: v + "x" for k, v in expected.items()}
-    assert up_and_errors(polled(runs_source(runs_api, listing, **auth)), "runs") == (0, {"auth": 1})
+    assert up_and_errors(polled(runs_source(runs_api, BY_OFFSET, **auth)), "runs") == (0, {"auth": 1})
 
 
 def oauth_source(api: RunsApi, secret: str = "s3cret-value") -> dict[str, Any]:
-    listing = {
-        "path": "/offset",
-        "query": {"offset": "{page.offset}"},
-        "items": "runs",
-        "paging": {"style": "offset", "limit": 10},
-    }
     return runs_source(
         api,
-        listing,
+        BY_OFFSET,
         auth="oauth2",
         token_url=f"{api.url}/oauth/token",
         client_id="exporter",
@@ -807,7 +776,7 @@ def test_the_azure_data_factory_example_counts_failed_activities_and_their_retri
     first, second = (call.json() for call in runs[:2])
     assert first["continuationToken"] is None and second["continuationToken"] is not None
     assert first["filters"] == [{"operand": "Status", "operator": "Equals", "values": ["Failed"]}]
-    assert to_epoch(first["lastUpdatedAfter"]) == pytest.approx(NOW - 86400, abs=60)
+    assert to_epoch(first["lastUpdatedAfter"]) == pytest.approx(time.time() - 86400, abs=60)
     assert {call.arg("api-version") for call in adf.calls("/query")} == {"2018-06-01"}
     load_docs = next(run for run in adf.runs if run.pipeline == "load-docs")
     assert (

@@ -182,6 +182,10 @@ class AdfSimulator(Simulator):
         return None
 
     def _query(self, request: SimRequest) -> tuple[dict[str, Any], float, float] | SimResponse:
+        """A run query's body and window, or the answer that refuses it."""
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
         try:
             body = json.loads(request.body)
         except ValueError:
@@ -195,8 +199,7 @@ class AdfSimulator(Simulator):
         return body, after, before
 
     def _pipeline_runs(self, request: SimRequest) -> SimResponse:
-        refused = self._refused(request)
-        query = refused or self._query(request)
+        query = self._query(request)
         if isinstance(query, SimResponse):
             return query
         body, after, before = query
@@ -205,8 +208,7 @@ class AdfSimulator(Simulator):
         return self._page([r for r in runs if matches(r, body.get("filters"))], body.get("continuationToken"))
 
     def _activity_runs(self, request: SimRequest) -> SimResponse:
-        refused = self._refused(request)
-        query = refused or self._query(request)
+        query = self._query(request)
         if isinstance(query, SimResponse):
             return query
         body, after, before = query

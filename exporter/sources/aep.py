@@ -39,7 +39,6 @@ from exporter.records import FailureRecord, PollError, Reason, decimal
 from exporter.sources.base import RecordSink, cancel, gather_parts
 from exporter.sources.http import (
     ClientCredentials,
-    HttpClient,
     HttpStatusError,
     IssuedToken,
     Response,
@@ -193,18 +192,10 @@ class AepSource(SingleTenantSource[AepConfig]):
                 "x-sandbox-name": config.sandbox,
             },
         )
-        # IMS is Adobe's identity service, not the Platform: it gets none of the Platform headers.
-        self._ims = HttpClient(
-            config.ims_url,
-            timeout=config.timeout,
-            max_concurrency=1,
-            max_response_bytes=config.max_response_bytes,
-            headers={"accept": "application/json"},
-        )
-        credentials = None
+        # IMS, Adobe's identity service, issues the tokens of OAuth server-to-server.
+        self._credentials: ClientCredentials | None = None
         if config.client_id is not None:
-            credentials = ClientCredentials(
-                self._ims,
+            self._credentials = ClientCredentials(
                 self._http,
                 config.ims_url,
                 config.client_id,
@@ -212,7 +203,7 @@ class AepSource(SingleTenantSource[AepConfig]):
                 config.scopes,
                 issued=lambda token: self.secret_issued(token),
             )
-        self._token = IssuedToken(credentials, config.secret("access_token"))
+        self._token = IssuedToken(self._credentials, config.secret("access_token"))
         # (batch id, file name) -> its first error: a file already classified is never
         # downloaded again. Only entries still seen in the latest poll are kept.
         self._classified: dict[tuple[str, str], str] = {}
@@ -221,7 +212,8 @@ class AepSource(SingleTenantSource[AepConfig]):
 
     async def aclose(self) -> None:
         await super().aclose()
-        await self._ims.aclose()
+        if self._credentials is not None:
+            await self._credentials.aclose()
 
     def default_tenant(self) -> str:
         return self.config.sandbox

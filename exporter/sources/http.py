@@ -146,6 +146,17 @@ class HttpClient:
             await self._session.close()
             self._session = None
 
+    def elsewhere(self, base_url: str) -> HttpClient:
+        """A client of another server (a token service) with this one's timeout and size cap,
+        one request at a time, and none of its headers: they are the API's, not the server's."""
+        return HttpClient(
+            base_url,
+            timeout=self._timeout,
+            max_concurrency=1,
+            max_response_bytes=self._max_bytes,
+            headers={"accept": "application/json"},
+        )
+
     async def request(
         self,
         method: str,
@@ -315,7 +326,6 @@ class ClientCredentials:
 
     def __init__(
         self,
-        client: HttpClient,
         api: HttpClient,
         url: str,
         client_id: str,
@@ -325,10 +335,10 @@ class ClientCredentials:
         issued: Callable[[str], None],
         basic: bool = False,
     ) -> None:
-        """``client`` asks the token service, within the poll of ``api``; ``issued`` is told
-        each token (to redact it); ``basic`` sends the client's credentials as HTTP Basic
-        rather than in the form."""
-        self._client, self._api = client, api
+        """Tokens from the service at ``url``, for requests of ``api`` (whose limits and poll
+        deadline its requests keep); ``issued`` is told each token (to redact it); ``basic``
+        sends the client's credentials as HTTP Basic rather than in the form."""
+        self._client, self._api = api.elsewhere(url), api
         self._url = url
         self._form = {"grant_type": "client_credentials"}
         self._headers: dict[str, str] = {}
@@ -362,6 +372,9 @@ class ClientCredentials:
         seconds = float(as_count(lifetime)) or 3600.0
         self._issued(token)
         return Issued(token, renew_at=time.time() + seconds - min(seconds / 10, 300.0))
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
 
 
 HttpConfigT = TypeVar("HttpConfigT", bound=HttpSourceConfig)

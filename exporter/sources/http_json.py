@@ -31,7 +31,7 @@ from pydantic import (
 from exporter.configtypes import Duration, Frozen, HttpSourceConfig, SecretFile, check_http_url, field_problem
 from exporter.records import SCOPE_SEPARATOR, FailureRecord, PollError, Reason, as_count, text_of
 from exporter.sources.base import RecordSink, RepeatedFailures, cancel, gather_parts
-from exporter.sources.http import ClientCredentials, HttpClient, HttpSource, IssuedToken, Response, joined
+from exporter.sources.http import ClientCredentials, HttpSource, IssuedToken, Response, joined
 from exporter.sources.queries import (
     Expression,
     Missing,
@@ -366,22 +366,28 @@ def truthy(value: Any) -> bool:
     return len(value) > 0 if isinstance(value, str | list | dict) else True
 
 
+class Poll:
+    """Where one poll's records go, and the records repeated across its listed items."""
+
+    def __init__(self, out: RecordSink) -> None:
+        self.out = out
+        self._repeats: dict[str, RepeatedFailures[tuple[str, ...]]] = {}
+
+    def repeats(self, tenant: str) -> RepeatedFailures[tuple[str, ...]]:
+        seen = self._repeats.get(tenant)
+        if seen is None:
+            seen = self._repeats[tenant] = RepeatedFailures(self.out, tenant)
+        return seen
+
+
 class HttpJsonSource(HttpSource[HttpJsonConfig]):
     def __init__(self, config: HttpJsonConfig) -> None:
         super().__init__(config, {**config.headers, **static_auth(config)})
         self._origin = urlsplit(config.base_url)[:2]
         self._token: IssuedToken | None = None
-        self._token_client: HttpClient | None = None
+        self._credentials: ClientCredentials | None = None
         if config.auth == "oauth2" and config.token_url is not None and config.client_id is not None:
-            self._token_client = HttpClient(
-                config.token_url,
-                timeout=config.timeout,
-                max_concurrency=1,
-                max_response_bytes=config.max_response_bytes,
-                headers={"accept": "application/json"},
-            )
-            credentials = ClientCredentials(
-                self._token_client,
+            self._credentials = ClientCredentials(
                 self._http,
                 config.token_url,
                 config.client_id,
@@ -390,20 +396,20 @@ class HttpJsonSource(HttpSource[HttpJsonConfig]):
                 basic=config.client_auth == "basic",
                 issued=lambda token: self.secret_issued(token),
             )
-            self._token = IssuedToken(credentials)
+            self._token = IssuedToken(self._credentials)
         # Rendered lookup request -> (until when it is kept, its answer on the way or come).
         self._lookups: dict[tuple[Any, ...], tuple[float, asyncio.Future[Any]]] = {}
 
     async def aclose(self) -> None:
         await super().aclose()
-        if self._token_client is not None:
-            await self._token_client.aclose()
+        if self._credentials is not None:
+            await self._credentials.aclose()
 
     async def fetch(self, out: RecordSink) -> None:
         config = self.config
         window = window_of(time.time(), config.lookback)
         tenants = config.tenants or (HttpJsonTenant(id=config.tenant or config.name),)
-        repeats: dict[str, RepeatedFailures[tuple[str, ...]]] = {}
+        poll = Poll(out)
         parts = []
         for tenant in tenants:
             if not out.wants(tenant.id):
@@ -421,16 +427,10 @@ class HttpJsonSource(HttpSource[HttpJsonConfig]):
             for each in eaches:
                 scope = tenant.id if each is None else f"{tenant.id}/{as_text(each)}"
                 context = {**base, "each": each}
-                parts.append((scope, self._read(out, context, scope, repeats)))
+                parts.append((scope, self._read(poll, context, scope)))
         await gather_parts(out, parts)
 
-    async def _read(
-        self,
-        out: RecordSink,
-        context: dict[str, Any],
-        scope: str,
-        repeats: dict[str, RepeatedFailures[tuple[str, ...]]],
-    ) -> None:
+    async def _read(self, poll: Poll, context: dict[str, Any], scope: str) -> None:
         listing, fan_out = self.config.listing, self.config.fan_out
         item_context = dict(context)
         started: list[tuple[str, asyncio.Future[None]]] = []
@@ -444,33 +444,23 @@ class HttpJsonSource(HttpSource[HttpJsonConfig]):
                             kept.append(item)
                     items = kept
                 if fan_out is None:  # the listed items are the records
-                    await self._map(out, context, None, items, scope, repeats)
+                    await self._map(poll, context, None, items, scope)
                     continue
                 for item in items:
                     fan_context = {**context, "item": item}
                     part_scope = f"{scope}{SCOPE_SEPARATOR}{_part_of(fan_out, fan_context)}"
-                    started.append(
-                        (
-                            part_scope,
-                            asyncio.ensure_future(self._fan_out(out, fan_context, part_scope, repeats)),
-                        )
-                    )
+                    part = self._fan_out(poll, fan_context, part_scope)
+                    started.append((part_scope, asyncio.ensure_future(part)))
         except BaseException:
             await cancel(started for _, started in started)
             raise
-        await gather_parts(out, started)
+        await gather_parts(poll.out, started)
 
-    async def _fan_out(
-        self,
-        out: RecordSink,
-        context: dict[str, Any],
-        scope: str,
-        repeats: dict[str, RepeatedFailures[tuple[str, ...]]],
-    ) -> None:
+    async def _fan_out(self, poll: Poll, context: dict[str, Any], scope: str) -> None:
         fan_out = self.config.fan_out
         assert fan_out is not None
         async for records in self._answers(fan_out, context, "fan_out"):
-            await self._map(out, context, context["item"], records, scope, repeats)
+            await self._map(poll, context, context["item"], records, scope)
 
     async def _answers(
         self, request: Request, context: Mapping[str, Any], where: str
@@ -565,13 +555,7 @@ class HttpJsonSource(HttpSource[HttpJsonConfig]):
         return response
 
     async def _map(
-        self,
-        out: RecordSink,
-        context: dict[str, Any],
-        item: Any,
-        entries: list[Any],
-        scope: str,
-        repeats: dict[str, RepeatedFailures[tuple[str, ...]]],
+        self, poll: Poll, context: dict[str, Any], item: Any, entries: list[Any], scope: str
     ) -> None:
         """Each entry as a record of ``scope``; of the listed ``item``, or (None) each its own."""
         mapping = self.config.records
@@ -590,7 +574,7 @@ class HttpJsonSource(HttpSource[HttpJsonConfig]):
             return
         lookups = bool(self.config.lookups)
         if lookups and not own:
-            record_context["lookup"] = await self._looked_up(out, {**context, "item": item})
+            record_context["lookup"] = await self._looked_up(poll.out, {**context, "item": item})
         tenant_of, platform_of = mapping.tenant, mapping.platform
         identity_of = mapping.identity
         tenant, platform = context["tenant"], self.config.platform or ""
@@ -599,7 +583,7 @@ class HttpJsonSource(HttpSource[HttpJsonConfig]):
             if own:
                 record_context["item"] = entry
                 if lookups:
-                    record_context["lookup"] = await self._looked_up(out, {**context, "item": entry})
+                    record_context["lookup"] = await self._looked_up(poll.out, {**context, "item": entry})
             if tenant_of is not None:
                 tenant = _required(tenant_of, record_context, "records.tenant")
             if platform_of is not None:
@@ -612,13 +596,11 @@ class HttpJsonSource(HttpSource[HttpJsonConfig]):
             location = text_of(mapping.location(record_context)) if mapping.location is not None else ""
             reported_type = reported if isinstance(reported, str) else None
             if mapping.derive_retries:
-                seen = repeats.get(tenant)
-                if seen is None:
-                    seen = repeats[tenant] = RepeatedFailures(out, tenant)
+                seen = poll.repeats(tenant)
                 seen.add(identity, platform, message, failed_at, scope, name, location, reported_type)
                 continue
             retries = as_count(mapping.retry_count(record_context)) if mapping.retry_count is not None else 0
-            out.add(
+            poll.out.add(
                 FailureRecord(
                     tenant,
                     platform,
