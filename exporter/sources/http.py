@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import base64
 import json
 import math
 import random
@@ -305,6 +306,11 @@ class IssuedToken:
         return await request(await self.current(refused=token))
 
 
+def basic_authorization(user: str, password: str) -> str:
+    """An ``Authorization`` header's value for HTTP Basic (RFC 7617, UTF-8)."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
 # OAuth 2.0 error codes (RFC 6749, section 5.2) by which a token service refuses a client.
 REFUSED_CREDENTIALS = frozenset({"invalid_client", "invalid_scope", "unauthorized_client", "invalid_grant"})
 
@@ -344,9 +350,9 @@ class ClientCredentials:
         self._headers: dict[str, str] = {}
         if basic:
             # Each half form-encoded first (RFC 6749, section 2.3.1).
-            self._headers["authorization"] = aiohttp.BasicAuth(
+            self._headers["authorization"] = basic_authorization(
                 quote_plus(client_id), quote_plus(client_secret)
-            ).encode()
+            )
         else:
             self._form |= {"client_id": client_id, "client_secret": client_secret}
         if scope:

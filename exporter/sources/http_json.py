@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-import aiohttp
 from pydantic import (
     ConfigDict,
     Field,
@@ -31,7 +30,14 @@ from pydantic import (
 from exporter.configtypes import Duration, Frozen, HttpSourceConfig, SecretFile, check_http_url, field_problem
 from exporter.records import SCOPE_SEPARATOR, FailureRecord, PollError, Reason, as_count, text_of
 from exporter.sources.base import RecordSink, RepeatedFailures, cancel, gather_parts
-from exporter.sources.http import ClientCredentials, HttpSource, IssuedToken, Response, joined
+from exporter.sources.http import (
+    ClientCredentials,
+    HttpSource,
+    IssuedToken,
+    Response,
+    basic_authorization,
+    joined,
+)
 from exporter.sources.queries import (
     Expression,
     Missing,
@@ -684,9 +690,5 @@ def static_auth(config: HttpJsonConfig) -> dict[str, str]:
     if config.auth == "api_key":
         return {config.api_key_header: config.secret("api_key") or ""}
     if config.auth == "basic":
-        return {
-            "authorization": aiohttp.BasicAuth(
-                config.username or "", config.secret("password") or ""
-            ).encode()
-        }
+        return {"authorization": basic_authorization(config.username or "", config.secret("password") or "")}
     return {}
