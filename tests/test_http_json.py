@@ -789,3 +789,80 @@ def test_the_azure_data_factory_example_counts_a_refused_client_as_auth(adf: Adf
     exporter = polled({**adf_source(adf), "client_secret": "not-the-secret-of-this-app"})
     assert up_and_errors(exporter, "adf-prod") == (0, {"auth": 1})
     assert adf.calls("/queryPipelineRuns$") == []
+
+
+def test_for_each_that_is_not_a_list_fails_the_poll_naming_it(runs_api: RunsApi) -> None:
+    source = runs_source(runs_api, {**BY_OFFSET, "for_each": "vars.kinds"}, vars={"kinds": "all"})
+    error = polled(source).states["runs"].last_error
+    assert error is not None and error.reason is Reason.INVALID_RESPONSE
+    assert "list.for_each (vars.kinds) is not a list" in error.detail
+
+
+def test_records_may_name_their_tenant_and_a_shard_keeps_only_its_own(runs_api: RunsApi) -> None:
+    # Runs of two tenants in one list: the tenant is a field of each record.
+    for index, run in enumerate(runs_api.runs):
+        run["customer"] = "acme" if index % 2 else "umbrella"
+    records = {
+        "identity": ["record.id"],
+        "message": "record.error",
+        "name": "record.file",
+        "tenant": "record.customer",
+    }
+    everything = polled(runs_source(runs_api, BY_OFFSET, records=records))
+    tenants = sorted({item["tenant"] for item in failure_items(everything, "runs")})
+    assert tenants == ["acme", "umbrella"] and len(failure_items(everything, "runs")) == 25
+    mine = shard_of("runs", "acme", 2)
+    assert shard_of("runs", "umbrella", 2) != mine
+    sharded = polled(runs_source(runs_api, BY_OFFSET, records=records), shard={"index": mine, "total": 2})
+    kept = failure_items(sharded, "runs")
+    assert {item["tenant"] for item in kept} == {"acme"} and len(kept) == 12
+
+
+def test_lookups_are_asked_once_per_request_and_again_after_cache_for(
+    unstructured_world: UnstructuredSimulator,
+) -> None:
+    sim = unstructured_world
+    configured = example(
+        "unstructured", name="configured", base_url=sim.url, api_key=sim.api_key, api_key_file=None
+    )
+    exporter = Exporter(build_settings({"sources": [configured]}, {}))
+
+    async def run() -> None:
+        try:
+            await exporter.poll_all()
+            await exporter.poll_all()
+        finally:
+            await exporter.aclose()
+
+    asyncio.run(run())
+    # Two workflows with failures, each asked once in two polls; one connector behind them.
+    assert len(sim.calls("/api/v1/workflows/")) == 2 and len(sim.calls("/api/v1/sources/")) == 1
+
+    short = {**configured, "lookups": [{**lookup, "cache_for": "1ms"} for lookup in configured["lookups"]]}
+    exporter = Exporter(build_settings({"sources": [short]}, {}))
+
+    async def twice() -> None:
+        try:
+            await exporter.poll_all()
+            await asyncio.sleep(0.01)
+            await exporter.poll_all()
+        finally:
+            await exporter.aclose()
+
+    sim.requests.clear()
+    asyncio.run(twice())
+    assert len(sim.calls("/api/v1/workflows/")) == 4  # asked again in the second poll
+
+
+def test_lookups_of_a_source_without_fan_out_are_per_record(runs_api: RunsApi) -> None:
+    # Each run's errors, asked as a lookup of the run itself.
+    records = {
+        "identity": ["record.id"],
+        "message": "lookup.errors[0].reason",
+        "name": "lookup.errors[0].path",
+    }
+    lookups = [{"name": "errors", "path": "/runs/{item.id}/errors", "result": "errors"}]
+    exporter = polled(runs_source(runs_api, BY_OFFSET, records=records, lookups=lookups))
+    items = {item["name"]: item["message"] for item in failure_items(exporter, "runs")}
+    assert items["f7.pdf"] == "Failed to parse f7.pdf" and len(items) == 25
+    assert len(runs_api.calls("/errors$")) == 25

@@ -377,6 +377,7 @@ class Poll:
 
     def __init__(self, out: RecordSink) -> None:
         self.out = out
+        self.started = time.monotonic()
         self._repeats: dict[str, RepeatedFailures[tuple[str, ...]]] = {}
 
     def repeats(self, tenant: str) -> RepeatedFailures[tuple[str, ...]]:
@@ -418,7 +419,9 @@ class HttpJsonSource(HttpSource[HttpJsonConfig]):
         poll = Poll(out)
         parts = []
         for tenant in tenants:
-            if not out.wants(tenant.id):
+            # Unless the records name their own tenant, a request's tenant is theirs: a shard
+            # that does not own it does not ask.
+            if config.records.tenant is None and not out.wants(tenant.id):
                 continue
             base = {"tenant": tenant.id, "vars": {**config.vars, **tenant.vars}, "window": window}
             eaches: list[Any] = [None]
@@ -580,7 +583,7 @@ class HttpJsonSource(HttpSource[HttpJsonConfig]):
             return
         lookups = bool(self.config.lookups)
         if lookups and not own:
-            record_context["lookup"] = await self._looked_up(poll.out, {**context, "item": item})
+            record_context["lookup"] = await self._looked_up(poll, {**context, "item": item})
         tenant_of, platform_of = mapping.tenant, mapping.platform
         identity_of = mapping.identity
         tenant, platform = context["tenant"], self.config.platform or ""
@@ -589,7 +592,7 @@ class HttpJsonSource(HttpSource[HttpJsonConfig]):
             if own:
                 record_context["item"] = entry
                 if lookups:
-                    record_context["lookup"] = await self._looked_up(poll.out, {**context, "item": entry})
+                    record_context["lookup"] = await self._looked_up(poll, {**context, "item": entry})
             if tenant_of is not None:
                 tenant = _required(tenant_of, record_context, "records.tenant")
             if platform_of is not None:
@@ -621,11 +624,13 @@ class HttpJsonSource(HttpSource[HttpJsonConfig]):
                 )
             )
 
-    async def _looked_up(self, out: RecordSink, context: dict[str, Any]) -> dict[str, Any]:
+    async def _looked_up(self, poll: Poll, context: dict[str, Any]) -> dict[str, Any]:
         """Each lookup's value for one listed item, in order (a lookup may read earlier ones)."""
         found: dict[str, Any] = {}
         context["lookup"] = found
-        now = time.monotonic()
+        # Kept for the whole poll that asked, however short ``cache_for``: each request is
+        # made at most once a poll.
+        now = poll.started
         for lookup in self.config.lookups:
             try:
                 path, kwargs = lookup.render(context)
@@ -649,7 +654,7 @@ class HttpJsonSource(HttpSource[HttpJsonConfig]):
                 # Not kept: the next item or poll asks again. Records read it as null.
                 if self._lookups.get(key) is cached:
                     del self._lookups[key]
-                out.warn(f"lookup {lookup.name}: {exc}")
+                poll.out.warn(f"lookup {lookup.name}: {exc}")
                 found[lookup.name] = None
         return found
 
