@@ -84,7 +84,8 @@ def assert_same(exporter: Exporter) -> None:
 def refused_alike(exporter: Exporter) -> None:
     """Both sources were refused their credentials, and kept their series alike."""
     assert_same(exporter)
-    assert up_and_errors(exporter, "configured") == (0, {"auth": 1})
+    up, errors = up_and_errors(exporter, "configured")
+    assert (up, errors["auth"]) == (0, 1)
 
 
 def polled_in_steps(document: dict[str, Any], steps: list[Callable[[Exporter], None]]) -> None:
@@ -219,11 +220,19 @@ def test_the_unstructured_example_exports_what_the_unstructured_kind_exports(
                 "j8", sim.jobs["j4"].workflow_id, "FAILED", NOW - 50, [("c.txt", "again")]
             )
 
-    def refuse_the_key(exporter: Exporter) -> None:
+    def fail_one_job(exporter: Exporter) -> None:
         assert_same(exporter)
+        sim.inject("/jobs/j4/failed-files$", status=500, body='{"detail": "Internal Server Error"}')
+
+    def refuse_the_key(exporter: Exporter) -> None:
+        assert_same(exporter)  # the failed job's previous records are kept alike
+        assert up_and_errors(exporter, "configured") == (0, {"http_error": 1})
+        sim.clear_faults()
         sim.api_key = "revoked"
 
-    polled_in_steps({"sources": [native, configured]}, [repeat_and_resolve, refuse_the_key, refused_alike])
+    polled_in_steps(
+        {"sources": [native, configured]}, [repeat_and_resolve, fail_one_job, refuse_the_key, refused_alike]
+    )
 
 
 def test_the_examples_pass_check_as_shipped(tmp_path: Path) -> None:
@@ -328,7 +337,7 @@ class RunsApi(Simulator):
         if run is None:
             return json_response(404, {"error": "no such run"})
         return self._refused(request) or json_response(
-            200, {"errors": [{"path": run["file"], "reason": run["error"]}]}
+            200, {"errors": [{"path": run["file"], "reason": run["error"], "code": run.get("code")}]}
         )
 
     def _token(self, request: SimRequest) -> SimResponse:
@@ -866,3 +875,143 @@ def test_lookups_of_a_source_without_fan_out_are_per_record(runs_api: RunsApi) -
     items = {item["name"]: item["message"] for item in failure_items(exporter, "runs")}
     assert items["f7.pdf"] == "Failed to parse f7.pdf" and len(items) == 25
     assert len(runs_api.calls("/errors$")) == 25
+
+
+def test_the_window_in_each_spelling() -> None:
+    from exporter.sources.http_json import window_of
+
+    assert window_of(1_796_464_800.75, 86400) == {
+        "start": 1_796_378_400,
+        "end": 1_796_464_800,
+        "start_ms": 1_796_378_400_750,
+        "end_ms": 1_796_464_800_750,
+        "start_rfc3339": "2026-12-04T10:00:00Z",
+        "end_rfc3339": "2026-12-05T10:00:00Z",
+    }
+
+
+def test_a_next_link_is_asked_with_the_requests_headers(runs_api: RunsApi) -> None:
+    listing = {"path": "/link-header", "headers": {"x-tenant": "{tenant}"}, "paging": {"style": "next_link"}}
+    assert record_names(polled(runs_source(runs_api, listing, tenant="acme"))) == ALL_RUNS
+    calls = runs_api.calls("^/link-header$")
+    assert len(calls) == 3 and {call.headers.get("x-tenant") for call in calls} == {"acme"}
+
+
+@pytest.mark.parametrize(
+    ("paging", "requests"),
+    [
+        # From offset 5, with the total: 20 items in pages of 10 that the API may serve short.
+        ({"style": "offset", "limit": 10, "start": 5, "total": "total"}, 2),
+        ({"style": "page", "limit": 10, "first_page": 1, "total": "total"}, 3),
+    ],
+    ids=["offset-from-5", "page"],
+)
+def test_the_total_ends_the_paging(runs_api: RunsApi, paging: dict[str, Any], requests: int) -> None:
+    if paging["style"] == "offset":
+        listing = {
+            "path": "/offset",
+            "query": {"offset": "{page.offset}", "limit": "{page.limit}"},
+            "items": "runs",
+        }
+    else:
+        runs_api.route(
+            "GET",
+            "/numbered$",
+            lambda request: json_response(
+                200, {"data": runs_api.runs[(int(request.arg("page") or 1) - 1) * 10 :][:10], "total": 25}
+            ),
+        )
+        listing = {"path": "/numbered", "query": {"page": "{page.number}"}, "items": "data"}
+    exporter = polled(runs_source(runs_api, {**listing, "paging": paging}))
+    expected = ALL_RUNS[5:] if paging["style"] == "offset" else ALL_RUNS
+    assert record_names(exporter) == expected
+    assert len(runs_api.calls("^/(offset|numbered)$")) == requests
+
+
+def test_an_empty_cursor_ends_the_paging(runs_api: RunsApi) -> None:
+    runs_api.inject(
+        "^/cursor$", status=200, body='{"items": [], "next": ""}', when=lambda r: r.arg("after") == "c10"
+    )
+    listing = {
+        "path": "/cursor",
+        "query": {"after": "{page.cursor}"},
+        "items": "items",
+        "paging": {"style": "cursor", "cursor": "next"},
+    }
+    exporter = polled(runs_source(runs_api, listing))
+    assert record_names(exporter) == ALL_RUNS[:10] and exporter.states["runs"].last_error is None
+    assert len(runs_api.calls("^/cursor$")) == 2
+
+
+def test_what_a_read_cannot_find_is_invalid_response_naming_it(runs_api: RunsApi) -> None:
+    cases = [
+        (runs_source(runs_api, {**BY_OFFSET, "path": "/{vars.missing}"}), "list: {vars.missing} is null"),
+        (
+            runs_source(runs_api, {**BY_OFFSET, "items": "nothing"}),
+            "GET /offset: list.items (nothing) is not a list",
+        ),
+        (
+            runs_source(
+                runs_api,
+                BY_OFFSET,
+                records={"identity": ["record.id"], "message": "record.error", "platform": "record.nope"},
+            ),
+            "records.platform: record.nope is missing from a record",
+        ),
+        (
+            runs_source(
+                runs_api,
+                BY_OFFSET,
+                records={"identity": ["record.id"], "message": "record.error", "tenant": "record.nope"},
+            ),
+            "records.tenant: record.nope is missing from a record",
+        ),
+    ]
+    for source, detail in cases:
+        error = polled(source).states["runs"].last_error
+        assert error is not None and error.reason is Reason.INVALID_RESPONSE, detail
+        assert detail in error.detail
+
+
+def test_records_of_listed_items_read_them_as_item_and_as_record(runs_api: RunsApi) -> None:
+    records = {
+        "identity": ["item.id"],
+        "message": "item.error",
+        "error_type": "`42`",  # not a type: the message is classified
+        "select": "item.id != 'r3'",
+    }
+    exporter = polled(runs_source(runs_api, BY_OFFSET, records=records))
+    items = {item["id"]: item for item in failure_items(exporter, "runs")}
+    assert len(items) == 24 and "runs/r3" not in items
+    first = items["runs/r0"]
+    assert (first["error_type"], first["retry_count"], first["name"], first["location"]) == (
+        "PARSE_ERROR",
+        0,
+        "",
+        "",
+    )
+
+
+def test_derived_retries_keep_the_platforms_type_of_the_latest_run(runs_api: RunsApi) -> None:
+    # Every run failed on the same file: one record, retried 24 times, with its reported type.
+    for run in runs_api.runs:
+        run["file"], run["code"] = "shared.pdf", "FILE_TOO_LARGE"
+    source = runs_source(
+        runs_api,
+        BY_OFFSET,
+        fan_out={"path": "/runs/{item.id}/errors", "items": "errors"},
+        records={
+            "identity": ["record.path"],
+            "message": "record.reason",
+            "error_type": "record.code",
+            "failed_at": "item.at",
+            "name": "record.path",
+            "derive_retries": True,
+        },
+    )
+    [item] = failure_items(polled(source), "runs")
+    assert (item["error_type"], item["retry_count"], item["message"]) == (
+        "FILE_TOO_LARGE",
+        24,
+        "Failed to parse f24.pdf",
+    )

@@ -513,7 +513,7 @@ class HttpJsonSource(HttpSource[HttpJsonConfig]):
                     return
                 if paging.style == "offset":
                     page = {**page, "offset": page["offset"] + len(items)}
-                    read = page["offset"] - paging.start
+                    read = page["offset"]  # the position of the next item, as the total counts
                 else:
                     page = {**page, "number": page["number"] + 1}
                     read = (page["number"] - paging.first_page) * paging.limit
@@ -569,7 +569,9 @@ class HttpJsonSource(HttpSource[HttpJsonConfig]):
         """Each entry as a record of ``scope``; of the listed ``item``, or (None) each its own."""
         mapping = self.config.records
         own = item is None
-        record_context = {**context, "item": item, "record": None, "lookup": {}}
+        # A fan-out's context holds its item already; ``record`` and ``lookup`` are set before
+        # anything reads them (a record without lookups reads ``lookup`` as null).
+        record_context = dict(context)
         if mapping.select is not None:
             kept = []
             for entry in entries:
@@ -583,7 +585,7 @@ class HttpJsonSource(HttpSource[HttpJsonConfig]):
             return
         lookups = bool(self.config.lookups)
         if lookups and not own:
-            record_context["lookup"] = await self._looked_up(poll, {**context, "item": item})
+            record_context["lookup"] = await self._looked_up(poll, dict(context))
         tenant_of, platform_of = mapping.tenant, mapping.platform
         identity_of = mapping.identity
         tenant, platform = context["tenant"], self.config.platform or ""
