@@ -389,10 +389,7 @@ class AepSource(SingleTenantSource[AepConfig]):
         return (await self._request("GET", url, **kwargs)).json()
 
     async def _request(self, method: str, url: str, **kwargs: Any) -> Response:
-        def send(token: str) -> Awaitable[Response]:
-            return self._http.request(method, url, headers={"authorization": f"Bearer {token}"}, **kwargs)
-
-        return await self._token.send(send)
+        return await self._token.bearer(self._http, method, url, **kwargs)
 
 
 def is_failed_file(entry: dict[str, Any]) -> bool:

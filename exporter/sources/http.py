@@ -295,6 +295,18 @@ class IssuedToken:
                 raise PollError(Reason.AUTH, "no token: neither one configured nor a way to obtain one")
             return token
 
+    async def bearer(self, client: HttpClient, method: str, url: str, **kwargs: Any) -> Response:
+        """``client.request`` with this token as ``Authorization: Bearer`` (beside the
+        request's own headers), renewed once on a 401 as ``send`` does."""
+        headers = kwargs.pop("headers", None) or {}
+
+        def request(token: str) -> Awaitable[Response]:
+            return client.request(
+                method, url, headers={**headers, "authorization": f"Bearer {token}"}, **kwargs
+            )
+
+        return await self.send(request)
+
     async def send(self, request: Callable[[str], Awaitable[T]]) -> T:
         """``request(token)``; on a 401, once more with a fresh token when one can be obtained."""
         token = await self.current()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -46,6 +46,7 @@ from exporter.sources.queries import (
     body_templates,
     body_text,
     render_body,
+    templates_in,
     to_epoch,
 )
 
@@ -62,30 +63,22 @@ EACH_ROOTS = frozenset({"tenant", "vars", "window"})
 LOOKUP_CACHE_SIZE = 10_000
 
 
-def _compiled(kind: type, roots: frozenset[str] | None) -> PlainValidator:
-    def validate(value: Any) -> Any:
-        if isinstance(value, kind):
-            return value
-        if kind is Template:
-            if not isinstance(value, str):
-                raise ValueError("a template is text, with {expression} placeholders")
-            return Template(value, roots or frozenset())
-        return Expression(value, roots)
+def _expression(roots: frozenset[str] | None) -> PlainValidator:
+    """Compiles an expression that may read ``roots`` (None: an answer's, any name)."""
+
+    def validate(value: Any) -> Expression:
+        return value if isinstance(value, Expression) else Expression(value, roots)
 
     return PlainValidator(validate)
 
 
-def _text(value: Template | Expression) -> str:
-    return value.text
-
-
 # Written back as the configuration wrote them (the state file's fingerprint of the settings).
-AS_TEXT = PlainSerializer(_text)
-AnswerExpression = Annotated[Expression, _compiled(Expression, None), AS_TEXT]
-EachExpression = Annotated[Expression, _compiled(Expression, EACH_ROOTS), AS_TEXT]
-ItemExpression = Annotated[Expression, _compiled(Expression, ITEM_ROOTS), AS_TEXT]
-SelectRecordExpression = Annotated[Expression, _compiled(Expression, SELECT_RECORD_ROOTS), AS_TEXT]
-RecordExpression = Annotated[Expression, _compiled(Expression, RECORD_ROOTS), AS_TEXT]
+AS_TEXT = PlainSerializer(lambda written: written.text)
+AnswerExpression = Annotated[Expression, _expression(None), AS_TEXT]
+EachExpression = Annotated[Expression, _expression(EACH_ROOTS), AS_TEXT]
+ItemExpression = Annotated[Expression, _expression(ITEM_ROOTS), AS_TEXT]
+SelectRecordExpression = Annotated[Expression, _expression(SELECT_RECORD_ROOTS), AS_TEXT]
+RecordExpression = Annotated[Expression, _expression(RECORD_ROOTS), AS_TEXT]
 # Compiled by their request, which knows what its place provides.
 RequestTemplate = Annotated[Template, AS_TEXT]
 
@@ -117,6 +110,26 @@ class Paging(Compiled):
         if self.total is not None and self.style not in ("offset", "page"):
             raise field_problem("total", "only read with style: offset or page")
         return self
+
+    def following(self, page: dict[str, Any], items: list[Any], body: Any) -> dict[str, Any] | None:
+        """The page after ``page`` (whose answer is ``body``, listing ``items``), None after
+        the last; not for ``next_link``, whose next request is a link."""
+        if self.style == "cursor":
+            assert self.cursor is not None
+            cursor = self.cursor(body)
+            return None if cursor is None or cursor == "" else {**page, "cursor": cursor}
+        total = self.total(body) if self.total is not None else None
+        if not items or (total is None and len(items) < self.limit):
+            return None
+        if self.style == "offset":
+            page = {**page, "offset": page["offset"] + len(items)}
+            position = page["offset"]  # of the next item, as the total counts
+        else:
+            page = {**page, "number": page["number"] + 1}
+            position = (page["number"] - self.first_page) * self.limit
+        if isinstance(total, int | float) and not isinstance(total, bool) and position >= total:
+            return None
+        return page
 
     def first(self) -> dict[str, Any]:
         page: dict[str, Any] = {"limit": self.limit}
@@ -179,7 +192,7 @@ class Request(Compiled):
         needed = {"offset": "page.offset", "page": "page.number", "cursor": "page.cursor"}
         if self.paging is None or self.paging.style not in needed:
             return self
-        templates = [self.path, *self.query.values(), *self.headers.values(), *_templates_in(self.body)]
+        templates = [self.path, *self.query.values(), *self.headers.values(), *templates_in(self.body)]
         if not any(needed[self.paging.style] in name for t in templates for name in t.expressions()):
             raise field_problem(
                 "paging", f"style {self.paging.style} needs {{{needed[self.paging.style]}}} in the request"
@@ -211,14 +224,6 @@ class Request(Compiled):
         return path, kwargs
 
 
-def _templates_in(body: Any) -> Iterator[Template]:
-    if isinstance(body, Template):
-        yield body
-    elif isinstance(body, dict | list):
-        for item in body.values() if isinstance(body, dict) else body:
-            yield from _templates_in(item)
-
-
 def _template(value: Any, roots: frozenset[str]) -> Template:
     if isinstance(value, Template):
         return value
@@ -237,7 +242,12 @@ class FanOut(Request):
     roots: ClassVar[frozenset[str]] = FAN_OUT_ROOTS
     items: AnswerExpression
     # The part of the poll each listed item's requests are (default: the rendered path).
-    scope: Annotated[Template, _compiled(Template, ITEM_ROOTS), AS_TEXT] | None = None
+    scope: RequestTemplate | None = None
+
+    @field_validator("scope", mode="before")
+    @classmethod
+    def _scope(cls, value: Any) -> Any:
+        return None if value is None else _template(value, ITEM_ROOTS)
 
 
 class Lookup(Request):
@@ -507,34 +517,22 @@ class HttpJsonSource(HttpSource[HttpJsonConfig]):
             yield items
             if paging is None:
                 return
-            if paging.style in ("offset", "page"):
-                total = paging.total(body) if paging.total is not None else None
-                if not items or (total is None and len(items) < paging.limit):
+            if paging.style == "next_link":
+                link = self._next_link(paging, body, response, what)
+                if link is None:
                     return
-                if paging.style == "offset":
-                    page = {**page, "offset": page["offset"] + len(items)}
-                    read = page["offset"]  # the position of the next item, as the total counts
-                else:
-                    page = {**page, "number": page["number"] + 1}
-                    read = (page["number"] - paging.first_page) * paging.limit
-                if isinstance(total, int | float) and not isinstance(total, bool) and read >= total:
-                    return
-            elif paging.style == "cursor":
-                assert paging.cursor is not None
-                cursor = paging.cursor(body)
-                if cursor is None or cursor == "":
-                    return
-                key = as_text(cursor)
+                continue
+            following = paging.following(page, items, body)
+            if following is None:
+                return
+            if paging.style == "cursor":
+                key = as_text(following["cursor"])
                 if key in cursors:
                     raise PollError(
                         Reason.INVALID_RESPONSE, f"{what}: the cursor {key!r} came back: paging would not end"
                     )
                 cursors.add(key)
-                page = {**page, "cursor": cursor}
-            else:
-                link = self._next_link(paging, body, response, what)
-                if link is None:
-                    return
+            page = following
         raise PollError(Reason.INVALID_RESPONSE, f"{where}: more than {pages} pages (paging.max_pages)")
 
     def _next_link(self, paging: Paging, body: Any, response: Response, what: str) -> str | None:
@@ -550,18 +548,9 @@ class HttpJsonSource(HttpSource[HttpJsonConfig]):
         return link
 
     async def _request(self, method: str, url: str, **kwargs: Any) -> Response:
-        token = self._token
-        if token is None:
+        if self._token is None:
             return await self._http.request(method, url, **kwargs)
-        headers = kwargs.pop("headers", {})
-
-        def send(value: str) -> Any:
-            return self._http.request(
-                method, url, headers={**headers, "authorization": f"Bearer {value}"}, **kwargs
-            )
-
-        response: Response = await token.send(send)
-        return response
+        return await self._token.bearer(self._http, method, url, **kwargs)
 
     async def _map(
         self, poll: Poll, context: dict[str, Any], item: Any, entries: list[Any], scope: str

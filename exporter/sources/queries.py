@@ -100,11 +100,30 @@ def _calls(nodes: list[Any], functions: set[str]) -> None:
             _calls(node.get("children", []), functions)
 
 
-class Expression:
+class Written:
+    """Compiled from a configuration's text, and the same as another compiled from the same
+    text (a reload compares settings)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.text!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+
+class Expression(Written):
     """A compiled JMESPath expression; a plain path of names (``record.file_id``) is read
     without the interpreter, with the same result (a name of anything but an object is null)."""
 
-    __slots__ = ("search", "text")
+    __slots__ = ("search",)
 
     def __init__(self, text: str, roots: frozenset[str] | None = None) -> None:
         """``roots``: the names the expression may start from (None: any, for expressions read
@@ -127,7 +146,7 @@ class Expression:
                 f"{text!r} reads {', '.join(sorted(read - roots))}, which is not here; "
                 f"it may read {', '.join(sorted(roots))}"
             )
-        self.text = text
+        super().__init__(text)
         path = _field_path(tree)
         self.search: Callable[[Any], Any] = (
             _getter(path) if path is not None else lambda data: compiled.search(data, OPTIONS)
@@ -138,15 +157,6 @@ class Expression:
             return self.search(data)
         except jmespath.exceptions.JMESPathError as exc:
             raise PollError(Reason.INVALID_RESPONSE, f"{self.text}: {' '.join(str(exc).split())}") from None
-
-    def __repr__(self) -> str:
-        return f"Expression({self.text!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Expression) and other.text == self.text
-
-    def __hash__(self) -> int:
-        return hash(self.text)
 
 
 def _field_path(node: dict[str, Any]) -> tuple[str, ...] | None:
@@ -246,13 +256,13 @@ def _split(text: str) -> list[str | tuple[str]]:
     return parts
 
 
-class Template:
+class Template(Written):
     """Text with ``{expression}`` placeholders, rendered against a context."""
 
-    __slots__ = ("parts", "text", "whole")
+    __slots__ = ("parts", "whole")
 
     def __init__(self, text: str, roots: frozenset[str]) -> None:
-        self.text = text
+        super().__init__(text)
         self.parts: tuple[str | Expression, ...] = tuple(
             Expression(part[0], roots) if isinstance(part, tuple) else part for part in _split(text)
         )
@@ -289,43 +299,38 @@ class Template:
         """The text of each placeholder."""
         return [part.text for part in self.parts if isinstance(part, Expression)]
 
-    def __repr__(self) -> str:
-        return f"Template({self.text!r})"
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Template) and other.text == self.text
-
-    def __hash__(self) -> int:
-        return hash(self.text)
+def each_leaf(value: Any, kind: type, change: Callable[[Any], Any]) -> Any:
+    """A JSON structure with each leaf of type ``kind`` replaced by ``change(leaf)``."""
+    if isinstance(value, kind):
+        return change(value)
+    if isinstance(value, dict):
+        return {key: each_leaf(item, kind, change) for key, item in value.items()}
+    if isinstance(value, list):
+        return [each_leaf(item, kind, change) for item in value]
+    return value
 
 
 def body_templates(value: Any, roots: frozenset[str]) -> Any:
     """A JSON body whose strings are templates, compiled."""
-    if isinstance(value, str):
-        return Template(value, roots)
-    if isinstance(value, dict):
-        return {key: body_templates(item, roots) for key, item in value.items()}
-    if isinstance(value, list):
-        return [body_templates(item, roots) for item in value]
-    return value
+    return each_leaf(value, str, lambda text: Template(text, roots))
 
 
 def body_text(value: Any) -> Any:
     """A compiled body as it was written."""
-    if isinstance(value, Template):
-        return value.text
-    if isinstance(value, dict):
-        return {key: body_text(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [body_text(item) for item in value]
-    return value
+    return each_leaf(value, Template, _text_of)
+
+
+def templates_in(value: Any) -> list[Template]:
+    """The templates of a compiled body."""
+    found: list[Template] = []
+    each_leaf(value, Template, found.append)
+    return found
 
 
 def render_body(value: Any, context: Mapping[str, Any]) -> Any:
-    if isinstance(value, Template):
-        return value.value(context)
-    if isinstance(value, dict):
-        return {key: render_body(item, context) for key, item in value.items()}
-    if isinstance(value, list):
-        return [render_body(item, context) for item in value]
-    return value
+    return each_leaf(value, Template, lambda template: template.value(context))
+
+
+def _text_of(written: Written) -> str:
+    return written.text
