@@ -22,6 +22,8 @@ from exporter.runtime import Exporter
 from exporter.serving.failures import FailureIndex, Query, search
 from exporter.simulators.adf import AdfSimulator, SimActivity, SimPipelineRun, seed_example
 from exporter.simulators.base import SimRequest, SimResponse, Simulator, json_response
+from exporter.simulators.commvault import CommvaultSimulator
+from exporter.simulators.commvault import SimJob as CommvaultJob
 from exporter.simulators.rezolve import RezolveFile, RezolveSimulator
 from exporter.simulators.unstructured import SimJob, UnstructuredSimulator
 from exporter.sources.queries import to_epoch
@@ -235,6 +237,102 @@ def test_the_unstructured_example_exports_what_the_unstructured_kind_exports(
     )
 
 
+@pytest.fixture
+def commvault_world() -> Iterator[CommvaultSimulator]:
+    sim = CommvaultSimulator().start()
+    jobs = [
+        CommvaultJob(
+            101, "Windows File System", "fs01", "default", NOW - 3000, [(r"C:\Data\q3.xlsx", "Access denied")]
+        ),
+        CommvaultJob(
+            102, "Windows File System", "fs01", "default", NOW - 2000, [(r"C:\Data\q3.xlsx", "In use")]
+        ),
+        CommvaultJob(
+            103,
+            "Linux File System",
+            "lx01",
+            "home",
+            NOW - 1500,
+            [("/home/a/.cache/x", "Gone"), ("/etc/shadow", "")],
+        ),
+        CommvaultJob(104, "SQL Server", "db01", "main", NOW - 1000, [], status="Completed"),  # no failures
+        CommvaultJob(
+            105, "Windows File System", "fs01", "default", NOW - 500, [(r"C:\Data\q3.xlsx", "Locked")]
+        ),
+        CommvaultJob(
+            106,
+            "Windows File System",
+            "fs02",
+            "default",
+            NOW - 400,
+            [("C:\\Temp\\", "Hidden")],
+            visible=False,
+        ),
+        CommvaultJob(
+            107, "Windows File System", "fs02", "default", NOW - 3 * 86400, [(r"C:\Old", "Too old")]
+        ),
+    ]
+    for job in jobs:
+        sim.add_job(job)
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+def test_the_commvault_example_exports_what_the_commvault_kind_exports(
+    commvault_world: CommvaultSimulator,
+) -> None:
+    """Paged two jobs a page (three pages), a job's items fanned out, an item failing in three
+    jobs, a job that cannot be read, then the token refused."""
+    sim = commvault_world
+    token = sim.issue_token()
+    native = {
+        "name": "native",
+        "kind": "commvault",
+        "base_url": sim.url,
+        "authtoken": token,
+        "tenant": "backup",
+        "page_size": 2,
+    }
+    configured = example("commvault", name="configured", base_url=sim.url, api_key=token, tenant="backup")
+    configured.pop("api_key_file")
+    configured["list"]["paging"]["limit"] = 2
+
+    def repeat_and_resolve(exporter: Exporter) -> None:
+        assert_same(exporter)
+        # Both read offsets 0, 2, 4 of the five finished jobs of the window.
+        offsets = sorted(request.headers["offset"] for request in sim.calls("^/Job$"))
+        assert offsets == ["0", "0", "2", "2", "4", "4"]
+        items = {item["name"]: item for item in failure_items(exporter, "configured")}
+        assert items["q3.xlsx"]["retry_count"] == 2 and items["q3.xlsx"]["message"] == "Locked"
+        assert items["q3.xlsx"]["location"] == r"fs01/default:C:\Data\q3.xlsx"
+        assert {item["platform"] for item in items.values()} == {"windows_file_system", "linux_file_system"}
+        assert "Temp" not in str(items)  # an invisible job is not read
+        with sim.lock:
+            del sim.jobs[101]
+            sim.jobs[108] = CommvaultJob(
+                108, "SQL Server", "db01", "main", NOW - 50, [("db01\\main\\log", "Full")]
+            )
+
+    def fail_one_job(exporter: Exporter) -> None:
+        assert_same(exporter)
+        items = {item["name"]: item for item in failure_items(exporter, "configured")}
+        assert items["q3.xlsx"]["retry_count"] == 1 and "log" in items
+        sim.inject("/Job/103/FailedItems$", status=500, body='{"errorMessage": "Internal Server Error"}')
+
+    def refuse_the_token(exporter: Exporter) -> None:
+        assert_same(exporter)  # the failed job's previous records are kept alike
+        assert up_and_errors(exporter, "configured") == (0, {"http_error": 1})
+        assert "x" in {item["name"] for item in failure_items(exporter, "configured")}
+        sim.clear_faults()
+        sim.expire_tokens()
+
+    polled_in_steps(
+        {"sources": [native, configured]}, [repeat_and_resolve, fail_one_job, refuse_the_token, refused_alike]
+    )
+
+
 def test_the_examples_pass_check_as_shipped(tmp_path: Path) -> None:
     from tests.conftest import run_cli
 
@@ -242,6 +340,7 @@ def test_the_examples_pass_check_as_shipped(tmp_path: Path) -> None:
         ("rezolve", "token_file"),
         ("unstructured", "api_key_file"),
         ("azure-data-factory", "client_secret_file"),
+        ("commvault", "api_key_file"),
     )
     for name, secret in shipped:
         document = yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text())
@@ -881,6 +980,7 @@ def test_the_window_in_each_spelling() -> None:
     from exporter.sources.http_json import window_of
 
     assert window_of(1_796_464_800.75, 86400) == {
+        "seconds": 86400,
         "start": 1_796_378_400,
         "end": 1_796_464_800,
         "start_ms": 1_796_378_400_750,

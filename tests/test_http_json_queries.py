@@ -80,6 +80,15 @@ def test_functions_for_records() -> None:
     assert Expression("slug(item.none) || 'unstructured'", ROOTS)(context) == "unstructured"
     assert Expression("upper(item.type)", ROOTS)(context) == "MICROSOFT TEAMS"
     assert Expression("to_epoch(item.at)", ROOTS)(context) == 1796464800.0
+    paths = {"item": {"windows": "C:\\Data\\q3.xlsx", "posix": "/data/q3/", "bare": "q3"}}
+    assert Expression("[basename(item.windows), basename(item.posix), basename(item.bare)]", ROOTS)(
+        paths
+    ) == [
+        "q3.xlsx",
+        "q3",
+        "q3",
+    ]
+    assert Expression("basename(item.none)", ROOTS)(paths) is None
 
 
 def test_a_function_given_the_wrong_type_fails_the_read_as_invalid_response() -> None:

@@ -117,6 +117,12 @@ def parse_timestamp(value: Any) -> float | None:
     return moment.timestamp()
 
 
+def basename(path: str) -> str:
+    """A file's name: the last element of its path, either separator (docs/reference.md, Which
+    files failed); the path itself when it has none."""
+    return path.replace("\\", "/").rstrip("/").rpartition("/")[2] or path
+
+
 def slug(text: str) -> str:
     """``Microsoft Teams`` as ``microsoft_teams``."""
     out = "".join(c.lower() if c.isalnum() else "_" for c in text.strip())

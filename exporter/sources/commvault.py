@@ -21,7 +21,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from exporter.configtypes import Duration, HttpSourceConfig, SecretFile, field_problem
 from exporter.records import PollError, Reason, decimal
-from exporter.sources.base import RecordSink, RepeatedFailures, cancel, gather_parts, slug
+from exporter.sources.base import RecordSink, RepeatedFailures, basename, cancel, gather_parts, slug
 from exporter.sources.http import Issued, IssuedToken, Response, SingleTenantSource
 
 REASON_COLUMNS = ("reason", "failure reason", "failurereason", "error", "error message", "message")
@@ -166,7 +166,7 @@ class CommvaultSource(SingleTenantSource[CommvaultConfig]):
             folder = f"{job.client}/{job.subclient}:"
             for entity, message in await self._items_of(job):
                 identity = (tenant, job.platform, job.client, job.subclient, entity)
-                seen.add(identity, job.platform, message, job.ended, scope, name_of(entity), folder + entity)
+                seen.add(identity, job.platform, message, job.ended, scope, basename(entity), folder + entity)
 
         # A page's jobs are asked for their items while the next page is on its way.
         parts: list[tuple[str, asyncio.Future[None]]] = []
@@ -239,12 +239,6 @@ class CommvaultSource(SingleTenantSource[CommvaultConfig]):
 
 def scope_of(job: Job) -> str:
     return f"job:{job.job_id}"
-
-
-def name_of(entity: str) -> str:
-    """An item's name is the last element of its path, either separator (docs/reference.md,
-    Which files failed)."""
-    return entity.replace("\\", "/").rstrip("/").rpartition("/")[2] or entity
 
 
 def summaries(body: Any, what: str) -> list[dict[str, Any]]:

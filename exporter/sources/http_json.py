@@ -366,6 +366,7 @@ def window_of(now: float, lookback: float) -> dict[str, Any]:
         return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
     return {
+        "seconds": int(lookback),
         "start": int(start),
         "end": int(end),
         "start_ms": int(start * 1000),

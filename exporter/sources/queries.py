@@ -21,7 +21,7 @@ import jmespath.exceptions
 import jmespath.functions
 
 from exporter.records import PollError, Reason
-from exporter.sources.base import parse_timestamp, slug
+from exporter.sources.base import basename, parse_timestamp, slug
 
 # An epoch time above this is in milliseconds: in seconds it would be after the year 5000.
 EPOCH_MS_FROM = 1e11
@@ -54,6 +54,11 @@ class RecordFunctions(jmespath.functions.Functions):
     def _func_slug(self, text: str | None) -> str | None:
         """``Microsoft Teams`` as ``microsoft_teams``; null for null or blank text."""
         return slug(text) if text and text.strip() else None
+
+    @jmespath.functions.signature({"types": ["string", "null"]})
+    def _func_basename(self, path: str | None) -> str | None:
+        """``C:\\Data\\q3.xlsx`` or ``/data/q3.xlsx`` as ``q3.xlsx``."""
+        return None if path is None else basename(path)
 
     @jmespath.functions.signature({"types": ["string", "number", "null"]})
     def _func_to_epoch(self, value: Any) -> float | None:
