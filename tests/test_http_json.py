@@ -253,7 +253,7 @@ def commvault_world() -> Iterator[CommvaultSimulator]:
             "lx01",
             "home",
             NOW - 1500,
-            [("/home/a/.cache/x", "Gone"), ("/etc/shadow", "")],
+            [("/home/a/.cache/x", "Gone"), ("/etc/shadow", ""), ("", "No path")],
         ),
         CommvaultJob(104, "SQL Server", "db01", "main", NOW - 1000, [], status="Completed"),  # no failures
         CommvaultJob(

@@ -589,7 +589,7 @@ class HttpJsonSource(HttpSource[HttpJsonConfig]):
                 tenant = _required(tenant_of, record_context, "records.tenant")
             if platform_of is not None:
                 platform = _required(platform_of, record_context, "records.platform")
-            identity = (tenant, *(_required(e, record_context, "records.identity") for e in identity_of))
+            identity = (tenant, *(_identity_part(e, record_context) for e in identity_of))
             message = text_of(mapping.message(record_context))
             reported = mapping.error_type(record_context) if mapping.error_type is not None else None
             failed_at = to_epoch(mapping.failed_at(record_context)) if mapping.failed_at is not None else None
@@ -666,6 +666,16 @@ def _required(expression: Expression, context: Mapping[str, Any], where: str) ->
     value = expression(context)
     if value is None or value == "":
         raise PollError(Reason.INVALID_RESPONSE, f"{where}: {expression.text} is missing from a record")
+    return as_text(value)
+
+
+def _identity_part(expression: Expression, context: Mapping[str, Any]) -> str:
+    """Empty text is a value, as the built-in kinds read an empty id; only null is missing."""
+    value = expression(context)
+    if value is None:
+        raise PollError(
+            Reason.INVALID_RESPONSE, f"records.identity: {expression.text} is missing from a record"
+        )
     return as_text(value)
 
 
