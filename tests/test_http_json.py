@@ -10,7 +10,7 @@ import copy
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import yaml
@@ -109,6 +109,19 @@ def polled_in_steps(document: dict[str, Any], steps: list[Callable[[Exporter], N
     asyncio.run(run())
 
 
+SimT = TypeVar("SimT", UnstructuredSimulator, CommvaultSimulator)
+
+
+def serving(sim: SimT, jobs: list[Any]) -> Iterator[SimT]:
+    """A started simulator given its jobs, stopped when the test ends."""
+    for job in jobs:
+        sim.add_job(job)
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
 @pytest.fixture
 def rezolve_world() -> Iterator[RezolveSimulator]:
     sim = RezolveSimulator(token="equivalence-token").start()
@@ -188,12 +201,7 @@ def unstructured_world() -> Iterator[UnstructuredSimulator]:
         SimJob("j6", s3, "FAILED", NOW - 3 * 86400, [("old.pdf", "Too old to count")]),  # beyond lookback
         SimJob("j7", bare, "COMPLETED", NOW - 400, []),  # finished, without failures
     ]
-    for job in jobs:
-        sim.add_job(job)
-    try:
-        yield sim
-    finally:
-        sim.stop()
+    yield from serving(sim, jobs)
 
 
 def test_the_unstructured_example_exports_what_the_unstructured_kind_exports(
@@ -272,12 +280,7 @@ def commvault_world() -> Iterator[CommvaultSimulator]:
             107, "Windows File System", "fs02", "default", NOW - 3 * 86400, [(r"C:\Old", "Too old")]
         ),
     ]
-    for job in jobs:
-        sim.add_job(job)
-    try:
-        yield sim
-    finally:
-        sim.stop()
+    yield from serving(sim, jobs)
 
 
 def test_the_commvault_example_exports_what_the_commvault_kind_exports(
