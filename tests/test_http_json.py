@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-from exporter.config import build_settings
+from exporter.config import ConfigError, build_settings
 from exporter.pipeline.shard import shard_of
 from exporter.records import Reason
 from exporter.runtime import Exporter
@@ -390,7 +391,7 @@ class RunsApi(Simulator):
         self.route("GET", "/cursor$", self._cursor)
         self.route("GET", "/linked$", self._linked)
         self.route("GET", "/link-header$", self._link_header)
-        self.route("GET", r"/runs/(?P<id>[^/]+)/errors$", self._errors)
+        self.route("GET", r"/runs/(?P<id>[^/]+)/errors$", self.errors)
         self.route("POST", "/oauth/token$", self._token)
 
     def _refused(self, request: SimRequest) -> SimResponse | None:
@@ -434,7 +435,7 @@ class RunsApi(Simulator):
             headers["Link"] = f'</link-header?start={start + 10}>; rel="next", </link-header>; rel="first"'
         return self._refused(request) or json_response(200, self._slice(start, 10), headers)
 
-    def _errors(self, request: SimRequest) -> SimResponse:
+    def errors(self, request: SimRequest) -> SimResponse:
         run = next((r for r in self.runs if r["id"] == request.match["id"]), None)
         if run is None:
             return json_response(404, {"error": "no such run"})
@@ -446,7 +447,7 @@ class RunsApi(Simulator):
         form = dict(pair.split("=", 1) for pair in request.body.decode().split("&"))
         if form.get("grant_type") != "client_credentials" or form.get("client_secret") != "s3cret-value":
             return json_response(400, {"error": "invalid_client", "error_description": "bad client"})
-        self.tokens.append(f"token-{len(self.tokens)}")
+        self.tokens.append(f"issued-token-{len(self.tokens)}")
         return json_response(200, {"access_token": self.tokens[-1], "expires_in": self.token_lifetime})
 
 
@@ -670,7 +671,7 @@ def oauth_source(api: RunsApi, secret: str = "s3cret-value") -> dict[str, Any]:
         token_url=f"{api.url}/oauth/token",
         client_id="exporter",
         client_secret=secret,
-        scopes=["runs.read"],
+        scopes=["runs.read", "runs.list"],
     )
 
 
@@ -680,17 +681,22 @@ def test_oauth2_obtains_a_token_once_and_renews_it_when_refused(runs_api: RunsAp
     async def run() -> None:
         try:
             await exporter.poll_all()
-            assert runs_api.tokens == ["token-0"]  # one token for the three pages
-            runs_api.tokens.append("rotated")  # the service no longer takes token-0
+            assert runs_api.tokens == ["issued-token-0"]  # one token for the three pages
+            runs_api.tokens.append("rotated")  # the service no longer takes issued-token-0
             await exporter.poll_all()
         finally:
             await exporter.aclose()
 
     asyncio.run(run())
-    assert runs_api.tokens == ["token-0", "rotated", "token-2"]
+    assert runs_api.tokens == ["issued-token-0", "rotated", "issued-token-2"]
     assert record_names(exporter) == ALL_RUNS
     form = runs_api.calls("/oauth/token$")[0].body.decode()
-    assert "scope=runs.read" in form and "client_id=exporter" in form
+    assert "scope=runs.read+runs.list" in form and "client_id=exporter" in form
+    # Each issued token is a secret from then on, wherever it would be written.
+    assert (
+        exporter.redactor.scrub("Bearer issued-token-0, Bearer issued-token-2")
+        == "Bearer <redacted>, Bearer <redacted>"
+    )
 
 
 def test_oauth2_may_send_the_client_as_http_basic(runs_api: RunsApi) -> None:
@@ -710,7 +716,7 @@ def basic_token(api: RunsApi, request: SimRequest) -> SimResponse:
     expected = "Basic " + base64.b64encode(b"exporter%3Aone:s3cret-value").decode()
     if request.headers.get("authorization") != expected:
         return json_response(401, {"error": "invalid_client"})
-    api.tokens.append(f"token-{len(api.tokens)}")
+    api.tokens.append(f"issued-token-{len(api.tokens)}")
     return json_response(200, {"access_token": api.tokens[-1], "expires_in": "3599"})
 
 
@@ -753,8 +759,10 @@ def test_only_the_tenants_of_this_shard_are_asked(rezolve_world: RezolveSimulato
         {"id": t, "vars": {"rezolve_domain": "d", "platforms": ["sharepoint"]}} for t in (TENANT_A, TENANT_B)
     ]
     assert shard_of("json", TENANT_A, 2) != shard_of("json", TENANT_B, 2)
-    polled(configured, shard={"index": shard_of("json", TENANT_A, 2), "total": 2})
-    assert {call.headers["x-tenantid"] for call in sim.calls("/failed-files$")} == {TENANT_A}
+    for tenant in (TENANT_A, TENANT_B):  # the one skipped first, then second
+        sim.requests.clear()
+        polled(configured, shard={"index": shard_of("json", tenant, 2), "total": 2})
+        assert {call.headers["x-tenantid"] for call in sim.calls("/failed-files$")} == {tenant}
 
 
 def test_check_names_each_bad_template_and_expression_by_its_path(tmp_path: Path) -> None:
@@ -1069,6 +1077,26 @@ def test_what_a_read_cannot_find_is_invalid_response_naming_it(runs_api: RunsApi
             ),
             "records.tenant: record.nope is missing from a record",
         ),
+        (
+            runs_source(
+                runs_api,
+                BY_OFFSET,
+                records={"identity": ["record.id"], "message": "record.error", "tenant": "''"},
+            ),
+            "records.tenant: '' is missing from a record",
+        ),
+        (
+            runs_source(runs_api, BY_OFFSET, fan_out={"path": "/runs/{item.nope}/errors", "items": "errors"}),
+            "fan_out: {item.nope} is null",
+        ),
+        (
+            runs_source(
+                runs_api,
+                BY_OFFSET,
+                fan_out={"path": "/runs/{item.id}/errors", "items": "errors", "scope": "run {item.nope}"},
+            ),
+            "fan_out: {item.nope} is null",
+        ),
     ]
     for source, detail in cases:
         error = polled(source).states["runs"].last_error
@@ -1118,3 +1146,195 @@ def test_derived_retries_keep_the_platforms_type_of_the_latest_run(runs_api: Run
         24,
         "Failed to parse f24.pdf",
     )
+
+
+def test_a_for_each_value_is_its_own_part_of_the_poll(runs_api: RunsApi) -> None:
+    # The same runs listed once for each kind; a kind that cannot be read keeps its records.
+    source = runs_source(
+        runs_api,
+        {**BY_OFFSET, "for_each": "vars.kinds", "query": {"offset": "{page.offset}", "kind": "{each}"}},
+        vars={"kinds": ["import", "export"]},
+        records={"identity": ["each", "record.id"], "message": "record.error", "name": "record.file"},
+    )
+    exporter = Exporter(build_settings({"sources": [source]}, {}))
+
+    async def run() -> None:
+        try:
+            await exporter.poll_all()
+            assert len(failure_items(exporter, "runs")) == 50
+            runs_api.inject("^/offset$", status=500, body="{}", when=lambda r: r.arg("kind") == "export")
+            del runs_api.runs[5]  # r5: resolved
+            await exporter.poll_all()
+        finally:
+            await exporter.aclose()
+
+    asyncio.run(run())
+    ids = {item["id"] for item in failure_items(exporter, "runs")}
+    assert "runs/export/r5" in ids and "runs/import/r5" not in ids and len(ids) == 49
+    assert up_and_errors(exporter, "runs") == (0, {"http_error": 1})
+
+
+def test_a_next_link_may_be_relative_and_an_empty_one_ends_the_paging(runs_api: RunsApi) -> None:
+    listing = {"path": "/linked", "items": "items", "paging": {"style": "next_link", "next": "links.next"}}
+    first = {"items": runs_api.runs[:10], "links": {"next": "/linked?start=10"}}
+    runs_api.inject("^/linked$", status=200, body=json.dumps(first), when=lambda r: r.arg("start") is None)
+    assert record_names(polled(runs_source(runs_api, listing))) == ALL_RUNS
+    assert [call.arg("start") for call in runs_api.calls("^/linked$")] == [None, "10", "20"]
+
+    runs_api.clear_faults()
+    runs_api.requests.clear()
+    last = {"items": runs_api.runs[:10], "links": {"next": ""}}
+    runs_api.inject("^/linked$", status=200, body=json.dumps(last))
+    exporter = polled(runs_source(runs_api, listing))
+    assert record_names(exporter) == ALL_RUNS[:10] and exporter.states["runs"].last_error is None
+    assert len(runs_api.calls("^/linked$")) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "reason", "detail"),
+    [
+        (
+            '{"items": [], "links": {"next": 5}}',
+            Reason.INVALID_RESPONSE,
+            "GET /linked: the next link is not text",
+        ),
+        ("{not json", Reason.INVALID_RESPONSE, "GET /linked: "),
+    ],
+    ids=["link-not-text", "not-json"],
+)
+def test_a_page_behind_a_link_that_cannot_be_read_names_its_request(
+    runs_api: RunsApi, body: str, reason: Reason, detail: str
+) -> None:
+    runs_api.inject("^/linked$", status=200, body=body, when=lambda r: r.arg("start") == "10")
+    listing = {"path": "/linked", "items": "items", "paging": {"style": "next_link", "next": "links.next"}}
+    error = polled(runs_source(runs_api, listing)).states["runs"].last_error
+    assert error is not None and error.reason is reason
+    assert error.detail.startswith(detail), error.detail
+
+
+def test_a_fan_out_answer_that_is_not_a_list_fails_that_part_naming_it(runs_api: RunsApi) -> None:
+    runs_api.inject("/runs/r3/errors$", status=200, body='{"errors": {"path": "f3.pdf"}}')
+    source = runs_source(
+        runs_api,
+        BY_OFFSET,
+        fan_out={"path": "/runs/{item.id}/errors", "items": "errors"},
+        records={"identity": ["item.id", "record.path"], "message": "record.reason", "name": "record.path"},
+    )
+    exporter = polled(source)
+    error = exporter.states["runs"].last_error
+    assert error is not None and error.reason is Reason.INVALID_RESPONSE
+    assert "GET /runs/r3/errors: fan_out.items (errors) is not a list" in error.detail
+    assert len(failure_items(exporter, "runs")) == 24
+
+
+def test_a_lookups_query_is_sent_and_is_part_of_what_it_caches(runs_api: RunsApi) -> None:
+    del runs_api.runs[3:]
+    runs_api.route("GET", "/owners$", lambda r: json_response(200, {"owner": f"team-{r.arg('run')}"}))
+    lookups = [
+        # Its template meets a null: null for the records, and the next lookup is still made.
+        {"name": "first", "path": "/{item.nope}"},
+        {"name": "owner", "path": "/owners", "query": {"run": "{item.id}"}, "result": "owner"},
+    ]
+    records = {
+        "identity": ["record.id"],
+        "message": "record.error",
+        "name": "type(lookup.first)",
+        "location": "lookup.owner || type(lookup.owner)",
+    }
+    source = runs_source(runs_api, BY_OFFSET, records=records, lookups=lookups)
+    # The owner of r1 cannot be read in the first poll.
+    runs_api.inject("^/owners$", status=200, body="{not json", times=1, when=lambda r: r.arg("run") == "r1")
+    exporter = Exporter(build_settings({"sources": [source]}, {}))
+
+    def located() -> dict[str, tuple[str, str]]:
+        return {item["id"]: (item["name"], item["location"]) for item in failure_items(exporter, "runs")}
+
+    async def run() -> None:
+        try:
+            await exporter.poll_all()
+            assert located() == {
+                "runs/r0": ("null", "team-r0"),
+                "runs/r1": ("null", "null"),
+                "runs/r2": ("null", "team-r2"),
+            }
+            assert exporter.states["runs"].warnings == (
+                "lookup owner: invalid_response: GET /owners: the body is not JSON",
+            )
+            await exporter.poll_all()
+        finally:
+            await exporter.aclose()
+
+    asyncio.run(run())
+    assert located()["runs/r1"] == ("null", "team-r1")
+    # r0 and r2 kept from the first poll (cache_for 1h); r1's failure was not kept.
+    assert [call.arg("run") for call in runs_api.calls("^/owners$")] == ["r0", "r1", "r2", "r1"]
+
+
+def test_the_request_body_is_part_of_the_settings_as_written(runs_api: RunsApi) -> None:
+    from exporter.sources.http_json import HttpJsonConfig
+
+    listing = {**BY_OFFSET, "method": "POST", "body": {"since": "{window.start}", "size": 10}}
+    config = HttpJsonConfig.model_validate(runs_source(runs_api, listing))
+    assert config.model_dump(mode="json")["listing"]["body"] == {"since": "{window.start}", "size": 10}
+    # A number where a template is written is its text (a query parameter 10 is sent as 10).
+    assert config.listing.render({"page": {"offset": 0}, "window": {"start": 1}}) == (
+        "/offset",
+        {"params": [("offset", "0")], "json": {"since": 1, "size": 10}},
+    )
+    kinds = {**BY_OFFSET, "query": {"offset": "{page.offset}", "kind": "{vars.kinds}"}}
+    repeated = HttpJsonConfig.model_validate(runs_source(runs_api, kinds))
+    assert repeated.listing.render({"page": {"offset": 0}, "vars": {"kinds": ["a", "b"]}})[1] == {
+        "params": [("offset", "0"), ("kind", "a"), ("kind", "b")]
+    }
+    numbered = HttpJsonConfig.model_validate(
+        runs_source(runs_api, {**BY_OFFSET, "query": {"offset": "{page.offset}", "limit": 10}})
+    )
+    assert numbered.listing.render({"page": {"offset": 20}})[1] == {
+        "params": [("offset", "20"), ("limit", "10")]
+    }
+
+
+@pytest.mark.parametrize(
+    ("listing", "problem"),
+    [
+        ({"path": "/runs/{itme.id}"}, "list.path: 'itme.id' reads itme, which is not here"),
+        ({"query": {"since": "{itme}"}}, "list.query: since: 'itme' reads itme, which is not here"),
+        ({"method": "POST", "body": {"q": ["{itme}"]}}, "list.body: 'itme' reads itme, which is not here"),
+    ],
+)
+def test_each_place_of_a_request_reads_only_its_own_roots(
+    runs_api: RunsApi, listing: dict[str, Any], problem: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        build_settings({"sources": [runs_source(runs_api, {**BY_OFFSET, **listing})]}, {})
+    [line] = raised.value.problems
+    assert line.startswith(f"sources[0].{problem}"), line
+
+
+@pytest.mark.parametrize(
+    ("value", "true"),
+    [
+        *[(None, False), (False, False), ("", False), ([], False), ({}, False)],
+        *[("x", True), ([0], True), ({"a": None}, True), (0, True), (True, True)],
+    ],
+)
+def test_truth_is_jmespaths(value: Any, true: bool) -> None:
+    from exporter.sources.http_json import truthy
+
+    assert truthy(value) is true
+
+
+def test_a_fan_out_path_may_name_its_page(runs_api: RunsApi) -> None:
+    runs_api.route("GET", r"/runs/(?P<id>[^/]+)/errors/(?P<page>\d+)$", runs_api.errors)
+    source = runs_source(
+        runs_api,
+        BY_OFFSET,
+        fan_out={
+            "path": "/runs/{item.id}/errors/{page.number}",
+            "items": "errors",
+            "paging": {"style": "page", "limit": 10},
+        },
+        records={"identity": ["item.id"], "message": "record.reason", "name": "record.path"},
+    )
+    assert record_names(polled(source)) == ALL_RUNS
+    assert {call.path for call in runs_api.calls("/errors/")} == {f"/runs/r{i}/errors/1" for i in range(25)}

@@ -31,23 +31,63 @@ def test_braces_are_doubled_and_a_placeholder_may_hold_jmespath_braces_and_quote
     assert Template("{item.{x: a}}", ROOTS).value(context) == {"x": 1}
     assert Template("{item.b || '}'}", ROOTS).value(context) == "}"
     assert Template('{`"}"`}', ROOTS).value(context) == "}"
+    assert Template("{'it\\'s }'}", ROOTS).value(context) == "it's }"  # an escaped quote
+    assert Template("{'\\''}", ROOTS).value(context) == "'"
+    assert Template("{item.X}", ROOTS).value({"item": {"X": 1}}) == 1
 
 
 @pytest.mark.parametrize(
     ("text", "says"),
     [
-        ("{tenant", "is not closed"),
-        ("tenant}", "lone '}'"),
-        ("{itme.id}", "reads itme, which is not here; it may read item, tenant, window"),
-        ("{item.[}", "not a JMESPath expression"),
-        ("{nope(item)}", "calls no such function: nope"),
-        ("{}", "non-empty"),
+        ("{tenant", "the '{' at 0 is not closed: write '{{' for a brace"),
+        ("tenant}", "a lone '}' at 6: write '}}' for a brace"),
+        ("{itme.id}", "'itme.id' reads itme, which is not here; it may read item, tenant, window"),
+        (
+            "{itme.id || jtem}",
+            "'itme.id || jtem' reads itme, jtem, which is not here; it may read item, tenant, window",
+        ),
+        (
+            "{item.[}",
+            'not a JMESPath expression: Invalid jmespath expression: Incomplete expression: "item.[" ^',
+        ),
+        ("{nope(item)}", "'nope(item)' calls no such function: nope"),
+        ("{zap(nope(item))}", "'zap(nope(item))' calls no such function: nope, zap"),
+        # Wherever a call is: after a pipe, in a projection, behind & (evaluated per element).
+        ("{item | nope(@)}", "'item | nope(@)' calls no such function: nope"),
+        ("{item | length(nope(@))}", "'item | length(nope(@))' calls no such function: nope"),
+        ("{item.files[].nope(@)}", "'item.files[].nope(@)' calls no such function: nope"),
+        (
+            "{sort_by(item.files, &nope(size))}",
+            "'sort_by(item.files, &nope(size))' calls no such function: nope",
+        ),
+        ("{}", "an expression must be non-empty text"),
     ],
 )
 def test_a_bad_template_says_what_is_wrong(text: str, says: str) -> None:
     with pytest.raises(ValueError, match=None) as raised:
         Template(text, ROOTS)
-    assert says in str(raised.value)
+    assert str(raised.value) == says
+
+
+def test_compiled_text_is_equal_to_the_same_text_compiled_again() -> None:
+    # A reload compares settings: the same text is the same expression or template.
+    assert Expression("item.id", ROOTS) == Expression("item.id", None)
+    assert hash(Expression("item.id", ROOTS)) == hash(Expression("item.id", ROOTS))
+    assert Expression("item.id", ROOTS) != Expression("item.name", ROOTS)
+    assert Template("/runs/{item.id}", ROOTS) == Template("/runs/{item.id}", ROOTS)
+    assert Template("item.id", ROOTS) != Expression("item.id", ROOTS)
+    assert {Template("/runs/{item.id}", ROOTS), Template("/runs/{item.id}", ROOTS)} == {
+        Template("/runs/{item.id}", ROOTS)
+    }
+    assert repr(Template("/runs/{item.id}", ROOTS)) == "Template('/runs/{item.id}')"
+
+
+def test_values_are_written_in_jsons_spelling() -> None:
+    context = {"item": {"n": 3.0, "x": 2.5, "ok": True, "tags": ["a", 1], "o": {"k": None}}}
+    written = Template("{item.n} {item.x} {item.ok} {item.tags} {item.o}", ROOTS).value(context)
+    assert written == '3 2.5 true ["a",1] {"k":null}'
+    # Literal text is kept as it is, letters included; only doubled braces are one brace.
+    assert Template("XX{{}}/{item.n}XX", ROOTS).value(context) == "XX{}/3XX"
 
 
 def test_a_null_inside_text_is_missing_and_names_its_expression() -> None:
@@ -95,7 +135,9 @@ def test_a_function_given_the_wrong_type_fails_the_read_as_invalid_response() ->
     with pytest.raises(PollError) as raised:
         Expression("lower(item.n)", ROOTS)({"item": {"n": 5}})
     assert raised.value.reason is Reason.INVALID_RESPONSE
-    assert "lower(item.n)" in str(raised.value)
+    assert raised.value.detail == (
+        "lower(item.n): In function lower(), invalid type for value: 5, expected one of: ['string', 'null'], received: \"number\""
+    )
 
 
 @pytest.mark.parametrize(
@@ -105,6 +147,9 @@ def test_a_function_given_the_wrong_type_fails_the_read_as_invalid_response() ->
         (1_796_464_800_500, 1_796_464_800.5),
         ("1796464800", 1_796_464_800.0),
         ("1796464800500", 1_796_464_800.5),
+        # From 10^11 a number is milliseconds (1973 in milliseconds, 5138 in seconds).
+        (100_000_000_000, 100_000_000.0),
+        (99_999_999_999, 99_999_999_999.0),
         ("2026-12-05T10:00:00Z", 1_796_464_800.0),
         ("2026-12-05T11:00:00+01:00", 1_796_464_800.0),
         ("2026-12-05T10:00:00.250Z", 1_796_464_800.25),

@@ -81,7 +81,7 @@ def _roots(node: dict[str, Any], out: set[str], functions: set[str]) -> None:
     if kind == "field":
         out.add(node["value"])
         return
-    children = node.get("children", [])
+    children = node["children"]  # every node of jmespath's tree has them, if only []
     if kind == "function_expression":
         functions.add(node["value"])
     if kind == "expref":  # evaluated against each element of a list, not the document
@@ -102,7 +102,7 @@ def _calls(nodes: list[Any], functions: set[str]) -> None:
         if isinstance(node, dict):
             if node["type"] == "function_expression":
                 functions.add(node["value"])
-            _calls(node.get("children", []), functions)
+            _calls(node["children"], functions)
 
 
 class Written:
