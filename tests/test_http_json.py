@@ -491,6 +491,20 @@ def polled(*sources: dict[str, Any], **top: Any) -> Exporter:
     return exporter
 
 
+def polled_twice(source: dict[str, Any]) -> Exporter:
+    exporter = Exporter(build_settings({"sources": [source]}, {}))
+
+    async def run() -> None:
+        try:
+            await exporter.poll_all()
+            await exporter.poll_all()
+        finally:
+            await exporter.aclose()
+
+    asyncio.run(run())
+    return exporter
+
+
 def record_names(exporter: Exporter, source: str = "runs") -> list[str]:
     return sorted((item["name"] for item in failure_items(exporter, source)), key=lambda n: int(n[1:-4]))
 
@@ -944,16 +958,7 @@ def test_lookups_are_asked_once_per_request_and_again_after_cache_for(
     configured = example(
         "unstructured", name="configured", base_url=sim.url, api_key=sim.api_key, api_key_file=None
     )
-    exporter = Exporter(build_settings({"sources": [configured]}, {}))
-
-    async def run() -> None:
-        try:
-            await exporter.poll_all()
-            await exporter.poll_all()
-        finally:
-            await exporter.aclose()
-
-    asyncio.run(run())
+    polled_twice(configured)
     # Two workflows with failures, each asked once in two polls; one connector behind them.
     assert len(sim.calls("/api/v1/workflows/")) == 2 and len(sim.calls("/api/v1/sources/")) == 1
 
@@ -1338,3 +1343,25 @@ def test_a_fan_out_path_may_name_its_page(runs_api: RunsApi) -> None:
     )
     assert record_names(polled(source)) == ALL_RUNS
     assert {call.path for call in runs_api.calls("/errors/")} == {f"/runs/r{i}/errors/1" for i in range(25)}
+
+
+@pytest.mark.parametrize(("bound", "asked"), [(3, 3), (2, 6)], ids=["within", "evicting"])
+def test_the_lookup_cache_keeps_its_bound_evicting_the_oldest(
+    runs_api: RunsApi, monkeypatch: pytest.MonkeyPatch, bound: int, asked: int
+) -> None:
+    # The bound (10,000) lowered, so that three runs reach it.
+    from exporter.sources import http_json
+
+    monkeypatch.setattr(http_json, "LOOKUP_CACHE_SIZE", bound)
+    del runs_api.runs[3:]
+    runs_api.route("GET", "/owners$", lambda r: json_response(200, {"owner": f"team-{r.arg('run')}"}))
+    lookups = [{"name": "owner", "path": "/owners", "query": {"run": "{item.id}"}, "result": "owner"}]
+    records = {"identity": ["record.id"], "message": "record.error", "location": "lookup.owner"}
+    exporter = polled_twice(runs_source(runs_api, BY_OFFSET, records=records, lookups=lookups))
+    assert sorted(item["location"] for item in failure_items(exporter, "runs")) == [
+        "team-r0",
+        "team-r1",
+        "team-r2",
+    ]
+    # Within the bound, the second poll asks nothing; past it, each run pushes out the next one.
+    assert len(runs_api.calls("^/owners$")) == asked
