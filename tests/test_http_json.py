@@ -91,7 +91,7 @@ def refused_alike(exporter: Exporter) -> None:
     assert (up, errors["auth"]) == (0, 1)
 
 
-def polled_in_steps(document: dict[str, Any], steps: list[Callable[[Exporter], None]]) -> None:
+def polled_in_steps(document: dict[str, Any], steps: list[Callable[[Exporter], None]]) -> Exporter:
     """Poll, then for each step change the world, poll again and let the step check. The
     exporter's clock stands still during a poll, so that both sources see a file first at the
     same moment."""
@@ -108,6 +108,7 @@ def polled_in_steps(document: dict[str, Any], steps: list[Callable[[Exporter], N
             await exporter.aclose()
 
     asyncio.run(run())
+    return exporter
 
 
 SimT = TypeVar("SimT", UnstructuredSimulator, CommvaultSimulator)
@@ -492,17 +493,13 @@ def polled(*sources: dict[str, Any], **top: Any) -> Exporter:
 
 
 def polled_twice(source: dict[str, Any]) -> Exporter:
-    exporter = Exporter(build_settings({"sources": [source]}, {}))
+    return polled_in_steps({"sources": [source]}, [lambda _: None, lambda _: None])
 
-    async def run() -> None:
-        try:
-            await exporter.poll_all()
-            await exporter.poll_all()
-        finally:
-            await exporter.aclose()
 
-    asyncio.run(run())
-    return exporter
+def serving_owners(api: RunsApi) -> dict[str, Any]:
+    """A lookup of each run's owner, from an ``/owners?run=`` the API now answers."""
+    api.route("GET", "/owners$", lambda r: json_response(200, {"owner": f"team-{r.arg('run')}"}))
+    return {"name": "owner", "path": "/owners", "query": {"run": "{item.id}"}, "result": "owner"}
 
 
 def record_names(exporter: Exporter, source: str = "runs") -> list[str]:
@@ -1161,19 +1158,13 @@ def test_a_for_each_value_is_its_own_part_of_the_poll(runs_api: RunsApi) -> None
         vars={"kinds": ["import", "export"]},
         records={"identity": ["each", "record.id"], "message": "record.error", "name": "record.file"},
     )
-    exporter = Exporter(build_settings({"sources": [source]}, {}))
 
-    async def run() -> None:
-        try:
-            await exporter.poll_all()
-            assert len(failure_items(exporter, "runs")) == 50
-            runs_api.inject("^/offset$", status=500, body="{}", when=lambda r: r.arg("kind") == "export")
-            del runs_api.runs[5]  # r5: resolved
-            await exporter.poll_all()
-        finally:
-            await exporter.aclose()
+    def fail_exports_and_resolve_r5(exporter: Exporter) -> None:
+        assert len(failure_items(exporter, "runs")) == 50
+        runs_api.inject("^/offset$", status=500, body="{}", when=lambda r: r.arg("kind") == "export")
+        del runs_api.runs[5]
 
-    asyncio.run(run())
+    exporter = polled_in_steps({"sources": [source]}, [fail_exports_and_resolve_r5, lambda _: None])
     ids = {item["id"] for item in failure_items(exporter, "runs")}
     assert "runs/export/r5" in ids and "runs/import/r5" not in ids and len(ids) == 49
     assert up_and_errors(exporter, "runs") == (0, {"http_error": 1})
@@ -1234,12 +1225,8 @@ def test_a_fan_out_answer_that_is_not_a_list_fails_that_part_naming_it(runs_api:
 
 def test_a_lookups_query_is_sent_and_is_part_of_what_it_caches(runs_api: RunsApi) -> None:
     del runs_api.runs[3:]
-    runs_api.route("GET", "/owners$", lambda r: json_response(200, {"owner": f"team-{r.arg('run')}"}))
-    lookups = [
-        # Its template meets a null: null for the records, and the next lookup is still made.
-        {"name": "first", "path": "/{item.nope}"},
-        {"name": "owner", "path": "/owners", "query": {"run": "{item.id}"}, "result": "owner"},
-    ]
+    # The first lookup's template meets a null: null for the records, and the next is still made.
+    lookups = [{"name": "first", "path": "/{item.nope}"}, serving_owners(runs_api)]
     records = {
         "identity": ["record.id"],
         "message": "record.error",
@@ -1249,28 +1236,22 @@ def test_a_lookups_query_is_sent_and_is_part_of_what_it_caches(runs_api: RunsApi
     source = runs_source(runs_api, BY_OFFSET, records=records, lookups=lookups)
     # The owner of r1 cannot be read in the first poll.
     runs_api.inject("^/owners$", status=200, body="{not json", times=1, when=lambda r: r.arg("run") == "r1")
-    exporter = Exporter(build_settings({"sources": [source]}, {}))
 
-    def located() -> dict[str, tuple[str, str]]:
+    def located(exporter: Exporter) -> dict[str, tuple[str, str]]:
         return {item["id"]: (item["name"], item["location"]) for item in failure_items(exporter, "runs")}
 
-    async def run() -> None:
-        try:
-            await exporter.poll_all()
-            assert located() == {
-                "runs/r0": ("null", "team-r0"),
-                "runs/r1": ("null", "null"),
-                "runs/r2": ("null", "team-r2"),
-            }
-            assert exporter.states["runs"].warnings == (
-                "lookup owner: invalid_response: GET /owners: the body is not JSON",
-            )
-            await exporter.poll_all()
-        finally:
-            await exporter.aclose()
+    def first_poll(exporter: Exporter) -> None:
+        assert located(exporter) == {
+            "runs/r0": ("null", "team-r0"),
+            "runs/r1": ("null", "null"),
+            "runs/r2": ("null", "team-r2"),
+        }
+        assert exporter.states["runs"].warnings == (
+            "lookup owner: invalid_response: GET /owners: the body is not JSON",
+        )
 
-    asyncio.run(run())
-    assert located()["runs/r1"] == ("null", "team-r1")
+    exporter = polled_in_steps({"sources": [source]}, [first_poll, lambda _: None])
+    assert located(exporter)["runs/r1"] == ("null", "team-r1")
     # r0 and r2 kept from the first poll (cache_for 1h); r1's failure was not kept.
     assert [call.arg("run") for call in runs_api.calls("^/owners$")] == ["r0", "r1", "r2", "r1"]
 
@@ -1354,8 +1335,7 @@ def test_the_lookup_cache_keeps_its_bound_evicting_the_oldest(
 
     monkeypatch.setattr(http_json, "LOOKUP_CACHE_SIZE", bound)
     del runs_api.runs[3:]
-    runs_api.route("GET", "/owners$", lambda r: json_response(200, {"owner": f"team-{r.arg('run')}"}))
-    lookups = [{"name": "owner", "path": "/owners", "query": {"run": "{item.id}"}, "result": "owner"}]
+    lookups = [serving_owners(runs_api)]
     records = {"identity": ["record.id"], "message": "record.error", "location": "lookup.owner"}
     exporter = polled_twice(runs_source(runs_api, BY_OFFSET, records=records, lookups=lookups))
     assert sorted(item["location"] for item in failure_items(exporter, "runs")) == [
