@@ -1799,3 +1799,29 @@ def test_a_secret_inside_a_longer_one_is_redacted_after_it_whatever_their_alphab
 
     # "secret-value" sorts after "a-long-secret-value": only the length decides which goes first.
     assert Redactor(["secret-value", "a-long-secret-value"]).scrub("[a-long-secret-value]") == "[<redacted>]"
+
+
+def test_the_failures_index_hands_a_lanes_patterns_on_to_its_next_result(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from exporter.serving import failures
+
+    index = failures.FailureIndex()
+    grouped = failures.Query(group_by="message")
+    core.source.records = [record("a", message="Timed out after 30 s")]
+    core.poll()
+    [first] = index.refresh(core.exporter.states)
+    assert index.refresh(core.exporter.states) == [first]  # no new result, no new index
+    failures.group([first], grouped)
+    worked: list[str] = []
+    real = failures.message_pattern
+    monkeypatch.setattr(failures, "message_pattern", lambda message: worked.append(message) or real(message))
+    core.source.records = [record("a", message="Timed out after 30 s"), record("b", message="Gone")]
+    core.poll()
+    [second] = index.refresh(core.exporter.states)
+    assert second is not first
+    assert [(g["key"], g["count"]) for g in failures.group([second], grouped).items()] == [
+        ("Gone", 1),
+        ("Timed out after <n> s", 1),
+    ]
+    assert worked == ["Gone"]

@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from exporter.redact import Redactor
-from exporter.serving.failures import GROUP_KEYS, Query, group, search
-from exporter.serving.patterns import message_pattern
+from exporter.serving import failures
+from exporter.serving.failures import GROUP_KEYS, LaneIndex, Query, group, search
+from exporter.serving.patterns import FLAGS, VARIABLES, message_pattern
 from tests.test_failures_index import lane
 
 # Messages as the platforms write them: the seeds and reference pages, and our simulators.
@@ -133,6 +136,34 @@ def test_different_causes_keep_different_patterns() -> None:
     )  # two paths' Access
 
 
+# The definition: every variable replaced in one pass over the whole message. message_pattern
+# takes shortcuts (runs of plain words, a message without quotes read word by word).
+ONE_PASS = re.compile(VARIABLES, FLAGS)
+
+
+def by_definition(message: str) -> str:
+    return ONE_PASS.sub(lambda m: " " if m.lastgroup == "space" else f"<{m.lastgroup}>", message).strip()
+
+
+# The characters each alternative turns on, and the white space str.split and \s both know.
+TRICKY = "aZfK09 .:-+_/\\'\"`<>)]\u201c\u201d\u2018\u2019\u212a\u0130\u00e9\t\n\u00a0\u2003\x1c"
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet=TRICKY, max_size=40) | st.text(max_size=40))
+@example("see C:\\x and git+ssh://h/r or svn.a://b")  # a word that is a drive or a scheme
+@example("denied. x-y://z abcdefab-1234-1234-1234-123456789abc abc_def\u00e9 f00d")  # ids, schemes
+@example("word\u2003word \u201cq r\u201d it\u2019s \u2018q\u2019")  # other white space; curly quotes
+@example("'a' 'b'\t\"c d\"('e')f 'g'h it's 'i")  # quoted values side by side, or not values
+def test_the_shortcuts_give_the_pattern_by_definition(message: str) -> None:
+    assert message_pattern(message) == by_definition(message)
+
+
+@pytest.mark.parametrize(("message", "pattern"), REAL)
+def test_real_messages_read_the_same_by_definition(message: str, pattern: str) -> None:
+    assert by_definition(message) == pattern
+
+
 def test_words_with_apostrophes_are_not_quoted_strings() -> None:
     assert message_pattern("The file doesn't exist and can't be read") == (
         "The file doesn't exist and can't be read"
@@ -216,3 +247,33 @@ def test_a_message_is_grouped_after_its_secrets_are_redacted() -> None:
     assert only["key"] == only["example"]["message"] == "token <redacted> refused"
     filtered = search([index], Query(patterns=frozenset({"token <redacted> refused"})), scrub=scrub)
     assert filtered.total == 1
+
+
+def test_a_lanes_next_result_works_out_the_patterns_of_its_new_messages_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def record(name: str, message: str) -> tuple:  # type: ignore[type-arg]
+        return ("t1", "web", "TIMEOUT", name, "C:\\", message, 0, 1.0)
+
+    kept = [
+        record("a.pdf", "Access to the path 'C:\\a.pdf' is denied."),
+        record("b.pdf", "Timed out after 30 s"),
+    ]
+    first = lane("s1", kept)
+    group([first], Query(group_by="message"))
+    worked: list[str] = []
+    monkeypatch.setattr(
+        failures, "message_pattern", lambda message: worked.append(message) or message_pattern(message)
+    )
+    next_poll = lane("s1", [*kept, record("c.pdf", "Timed out after 60 s")]).result
+    second = LaneIndex("s1", next_poll, previous=first)
+    counted = {g["key"]: g["count"] for g in group([second], Query(group_by="message")).items()}
+    assert worked == ["Timed out after 60 s"]
+    assert counted == {"Timed out after <n> s": 2, "Access to the path <str> is denied.": 1}
+    # A reload's new secrets: what was worked out with the old ones is not used.
+    worked.clear()
+    third = LaneIndex("s1", next_poll, previous=second)
+    scrub = Redactor(["after 30 s"]).scrub
+    counted = {g["key"]: g["count"] for g in group([third], Query(group_by="message"), scrub=scrub).items()}
+    assert sorted(worked) == sorted(scrub(detail.message) for detail in next_poll.details.values())
+    assert counted["Timed out <redacted>"] == 1

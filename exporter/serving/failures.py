@@ -160,7 +160,7 @@ class LaneIndex:
     """One lane's result, in /failures order, with the positions of each label value: a filtered
     page looks at the records of the values asked for, not at every record."""
 
-    def __init__(self, source: str, result: PollResult) -> None:
+    def __init__(self, source: str, result: PollResult, previous: LaneIndex | None = None) -> None:
         self.source = source
         self.result = result
         keyed = [(key, result.entries[key], detail) for key, detail in result.details.items()]
@@ -181,6 +181,14 @@ class LaneIndex:
         # secret into pieces that its redaction no longer finds.
         self._patterns: dict[str, str] = {}
         self._patterns_scrub: Callable[[str], str] = unchanged
+        if previous is not None and previous._patterns:
+            # The lane's previous result: a message found again keeps the pattern worked out for
+            # it, so that after each poll only the new messages cost (docs/performance.md).
+            known = previous._patterns
+            self._patterns = {
+                message: known[message] for detail in self.details if (message := detail.message) in known
+            }
+            self._patterns_scrub = previous._patterns_scrub
 
     def pattern(self, position: int, scrub: Callable[[str], str]) -> str:
         """The pattern of the message of the record at ``position``."""
@@ -286,7 +294,7 @@ class FailureIndex:
                 continue
             index = self._lanes.get(name)
             if index is None or index.result is not result:
-                index = self._lanes[name] = LaneIndex(name, result)
+                index = self._lanes[name] = LaneIndex(name, result, previous=index)
             current.append(index)
         for gone in set(self._lanes) - set(states):
             del self._lanes[gone]
