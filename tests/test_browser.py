@@ -163,6 +163,7 @@ def test_the_triage_page_on_the_demo(browser: Browser, demo: Listening, width: i
     assert page.locator("#error-types li").count() >= 2 and page.locator("#health li").count() >= 4
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"triage-{width}.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / f"triage-{width}-top.png"))  # what one sees first
 
     # A cause's link shows its files: every message has its pattern.
     pattern = page.locator("#causes-list .pattern").first.inner_text()

@@ -409,7 +409,7 @@ a.cause:hover .pattern {{ text-decoration: underline; }}
 .bar {{ display: block; height: 0.7rem; background: #54aeff; border-radius: 2px; }}
 .cause .bar {{ max-width: 6rem; }}
 .pattern {{ font-family: ui-monospace, monospace; overflow-wrap: anywhere; }}
-.meta {{ display: block; color: var(--muted); font-size: 0.85rem; margin-left: 10rem;
+.meta {{ display: block; color: var(--muted); font-size: 0.85rem; margin-left: 10.5rem;
   overflow-wrap: anywhere; }}
 #error-types {{ list-style: none; padding: 0; margin: 0; }}
 #error-types a {{ display: grid; grid-template-columns: minmax(0, 11rem) minmax(2rem, 1fr) 2.5rem;
