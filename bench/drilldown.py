@@ -20,7 +20,6 @@ import argparse
 import functools
 import gc
 import random
-import re
 import statistics
 import time
 import tracemalloc
@@ -35,7 +34,7 @@ from exporter.pipeline.classify import Classifier
 from exporter.pipeline.result import PollResult, failures_order
 from exporter.records import FailureRecord
 from exporter.serving.failures import GROUP_KEYS, LaneIndex, Query, Row, group, search
-from exporter.serving.patterns import FLAGS, VARIABLES
+from exporter.serving.patterns import pattern_in_one_pass
 
 PLATFORMS = ["sharepoint", "servicenow", "confluence", "itglue", "web"]
 TENANTS = 200
@@ -140,20 +139,12 @@ def scan(result: PollResult, query: Query) -> tuple[int, list[Row]]:
     return len(found), found[query.offset : query.offset + query.limit]
 
 
-ONE_PASS = re.compile(VARIABLES, FLAGS)
-
-
-def pattern_by_definition(message: str) -> str:
-    """A message's pattern in one pass over it, as the exporter worked it out at first."""
-    return ONE_PASS.sub(lambda m: " " if m.lastgroup == "space" else f"<{m.lastgroup}>", message).strip()
-
-
 def count_by(result: PollResult, by: str) -> Counter[str]:
     """The baseline of group_by: every record looked at and its key worked out, each request."""
     counts: Counter[str] = Counter()
     for key, detail in result.details.items():
         if by == "message":
-            counts[pattern_by_definition(detail.message)] += 1
+            counts[pattern_in_one_pass(detail.message)] += 1  # as at first, each request
         elif by == "source":
             counts["bench"] += 1
         else:

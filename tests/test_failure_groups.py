@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -12,7 +10,7 @@ from hypothesis import strategies as st
 from exporter.redact import Redactor
 from exporter.serving import failures
 from exporter.serving.failures import GROUP_KEYS, LaneIndex, Query, group, search
-from exporter.serving.patterns import FLAGS, VARIABLES, message_pattern
+from exporter.serving.patterns import message_pattern, pattern_in_one_pass
 from tests.test_failures_index import lane
 
 # Messages as the platforms write them: the seeds and reference pages, and our simulators.
@@ -136,15 +134,6 @@ def test_different_causes_keep_different_patterns() -> None:
     )  # two paths' Access
 
 
-# The definition: every variable replaced in one pass over the whole message. message_pattern
-# takes shortcuts (runs of plain words, a message without quotes read word by word).
-ONE_PASS = re.compile(VARIABLES, FLAGS)
-
-
-def by_definition(message: str) -> str:
-    return ONE_PASS.sub(lambda m: " " if m.lastgroup == "space" else f"<{m.lastgroup}>", message).strip()
-
-
 # The characters each alternative turns on, and the white space str.split and \s both know.
 TRICKY = "aZfK09 .:-+_/\\'\"`<>)]\u201c\u201d\u2018\u2019\u212a\u0130\u00e9\t\n\u00a0\u2003\x1c"
 
@@ -156,12 +145,12 @@ TRICKY = "aZfK09 .:-+_/\\'\"`<>)]\u201c\u201d\u2018\u2019\u212a\u0130\u00e9\t\n\
 @example("word\u2003word \u201cq r\u201d it\u2019s \u2018q\u2019")  # other white space; curly quotes
 @example("'a' 'b'\t\"c d\"('e')f 'g'h it's 'i")  # quoted values side by side, or not values
 def test_the_shortcuts_give_the_pattern_by_definition(message: str) -> None:
-    assert message_pattern(message) == by_definition(message)
+    assert message_pattern(message) == pattern_in_one_pass(message)
 
 
 @pytest.mark.parametrize(("message", "pattern"), REAL)
 def test_real_messages_read_the_same_by_definition(message: str, pattern: str) -> None:
-    assert by_definition(message) == pattern
+    assert pattern_in_one_pass(message) == pattern
 
 
 def test_words_with_apostrophes_are_not_quoted_strings() -> None:

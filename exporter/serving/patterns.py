@@ -13,7 +13,7 @@ _QUOTED = r"""'(?<!\w')[^'\n]*'(?!\w) | "(?<!\w")[^"\n]*"(?!\w)"""
 # What is replaced, one alternative per placeholder. One pass, leftmost first; where two
 # alternatives start at one place, the earlier wins. So a quoted path is one <str>, and a number
 # inside a UUID or a hex id is not cut out of it. Runs of white space become one space.
-VARIABLES = rf"""
+_VARIABLES = rf"""
     (?P<url>\b[a-z][a-z0-9+.-]*://[^\s'"<>]*[^\s'"<>.,;:!?)\]])
     | (?P<str>
         {_QUOTED} | `[^`\n]*`
@@ -29,26 +29,24 @@ VARIABLES = rf"""
     | (?P<n>\d+(?:\.\d+)?)
     | (?P<space>\s+)
 """
-FLAGS = re.IGNORECASE | re.VERBOSE
-
-# A word of letters only, after which no scheme, drive, id or number goes on. Runs of such
-# words are matched whole and kept as they are: the engine then tries every alternative once a
-# run, not at each of its letters. It changes no pattern (tests/test_failure_groups.py).
-_PLAIN_WORD = r"[^\W\d_]+ (?! [\w+-] | [.:]\S )"
-_MESSAGE = re.compile(rf"(?P<plain> {_PLAIN_WORD} (?: [ ] {_PLAIN_WORD} )* ) | {VARIABLES}", FLAGS)
+_ONE_PASS = re.compile(_VARIABLES, re.IGNORECASE | re.VERBOSE)
 _QUOTES = re.compile(_QUOTED, re.VERBOSE)
 
 
 def _placeholder(match: re.Match[str]) -> str:
     kind = match.lastgroup
-    if kind == "plain":
-        return match.group()
     return " " if kind == "space" else f"<{kind}>"
+
+
+def pattern_in_one_pass(message: str) -> str:
+    """The definition: every value replaced in one pass over the whole message. What
+    ``message_pattern`` answers, the long way (tests/test_failure_groups.py holds them equal)."""
+    return _ONE_PASS.sub(_placeholder, message).strip()
 
 
 @functools.lru_cache(maxsize=2**14)
 def _word_pattern(word: str) -> str:
-    return _MESSAGE.sub(_placeholder, word)
+    return _ONE_PASS.sub(_placeholder, word)
 
 
 def _words_pattern(text: str) -> str:
@@ -62,14 +60,13 @@ def _words_pattern(text: str) -> str:
 def message_pattern(message: str) -> str:
     """``Access to the path 'C:\\a.docx' is denied.`` -> ``Access to the path <str> is denied.``"""
     if "`" in message or "\u201c" in message or "\u2018" in message:
-        # Quotes that a path or an address may hold: read in one pass, as defined.
-        return _MESSAGE.sub(_placeholder, message).strip()
-    # Outside quoted values no replaced value holds white space, and every alternative reads white
-    # space as it reads the start or end of the text: each word has its own pattern, and the
-    # words of a cause's messages repeat, so that most are remembered, not worked out again.
+        return pattern_in_one_pass(message)  # quotes that a path or an address may hold
+    # No other value holds these quotes: the quoted values are found alone, first. Outside them
+    # no replaced value holds white space, and every alternative reads white space as it reads
+    # the start or end of the text: each word has its own pattern, and the words of a cause's
+    # messages repeat, so that most are remembered, not worked out again.
     if "'" not in message and '"' not in message:
-        return " ".join(map(_word_pattern, message.split()))
-    # No other value holds these quotes: the quoted values are found alone, first.
+        return " ".join(map(_word_pattern, message.split()))  # the common case, without the edges
     parts = []
     end = 0
     for quoted in _QUOTES.finditer(message):
